@@ -1,0 +1,72 @@
+"""Server settings: one pydantic-settings class, read from environment variables and `.env`.
+
+Nothing here runs at import time; callers build `Settings()` and pass it into constructors.
+The names keep the seed's (MILVUS_HOST, MYSQL_HOST, ...). There is deliberately no MILVUS_URI
+setting: pymilvus reads that environment variable itself at import time and fails on a file path.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # Vectors: a Milvus server when MILVUS_HOST is set, an embedded Milvus Lite file otherwise.
+    MILVUS_HOST: str | None = None
+    MILVUS_PORT: int = 19530
+    MILVUS_TOKEN: str | None = None
+    MILVUS_TABLE: str = Field("images", description="default collection, created at startup")
+    MILVUS_INDEX_TYPE: str | None = Field(None, description="default: AUTOINDEX on Lite, HNSW on a server")
+    MILVUS_TIMEOUT_S: float = 10.0
+
+    # Metadata: MySQL when MYSQL_HOST is set, an embedded SQLite file otherwise.
+    MYSQL_HOST: str | None = None
+    MYSQL_PORT: int = 3306
+    MYSQL_USER: str = "root"
+    MYSQL_PWD: str = ""
+    MYSQL_DB: str = "image_retrieval"
+
+    DATA_DIR: Path = Path("./data")
+    DEVICE: Literal["auto", "cpu", "cuda"] = "auto"
+    CLIP_MODEL: str = "ViT-B-32"
+    CLIP_PRETRAINED: str = Field("openai", description="open_clip tag (needs network) or local checkpoint")
+    CLIP_PRECISION: Literal["fp32", "bf16"] = "fp32"
+    ENCODE_BATCH_SIZE: int = Field(32, ge=1, le=1024)
+
+    HOST: str = "0.0.0.0"
+    PORT: int = 7000
+
+    MAX_UPLOAD_BYTES: int = Field(20 * 1024 * 1024, ge=1)
+    MAX_IMAGE_PIXELS: int = Field(40_000_000, ge=1)
+    MAX_FILES_PER_REQUEST: int = Field(256, ge=1)
+
+    @property
+    def milvus_uri(self) -> str:
+        if self.MILVUS_HOST:
+            host = self.MILVUS_HOST
+            return host if "://" in host else f"http://{host}:{self.MILVUS_PORT}"
+        return str(self.DATA_DIR / "milvus.db")
+
+    @property
+    def milvus_is_server(self) -> bool:
+        return bool(self.MILVUS_HOST)
+
+    @property
+    def metadata_url(self) -> str:
+        if self.MYSQL_HOST:
+            from urllib.parse import quote_plus
+
+            return (
+                f"mysql+pymysql://{quote_plus(self.MYSQL_USER)}:{quote_plus(self.MYSQL_PWD)}"
+                f"@{self.MYSQL_HOST}:{self.MYSQL_PORT}/{self.MYSQL_DB}?charset=utf8mb4"
+            )
+        return f"sqlite:///{self.DATA_DIR / 'metadata.db'}"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.DATA_DIR / "files"

@@ -1,0 +1,114 @@
+"""Shared fixtures: a tiny open_clip model saved to a local file, real stores, and app clients."""
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from config import Settings  # noqa: E402
+from tests import servers  # noqa: E402
+
+TINY_MODEL = "tiny-clip"
+
+
+@pytest.fixture(scope="session")
+def clip_checkpoint(tmp_path_factory) -> Path:
+    """Random weights for a small registered architecture, saved the way open_clip loads a local file."""
+    import open_clip
+    import torch
+
+    from webserver.encoders.clip import register_model_configs
+
+    register_model_configs()
+    torch.manual_seed(0)
+    model = open_clip.create_model(TINY_MODEL)
+    path = tmp_path_factory.mktemp("models") / "tiny-clip.pt"
+    torch.save({"state_dict": model.state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def encoder(clip_checkpoint):
+    from webserver.encoders.clip import ClipEncoder
+
+    return ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu", batch_size=16)
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory):
+    if not servers.mariadb_available():
+        if os.environ.get("REQUIRE_MARIADB") == "1":
+            pytest.fail("REQUIRE_MARIADB=1 but MariaDB can neither be reached nor started")
+        pytest.skip("MariaDB not installed (apt-get install mariadb-server) and TEST_MYSQL_HOST not set")
+    server = servers.start_mariadb(tmp_path_factory.mktemp("mariadb"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory):
+    server = servers.start_milvus_server(tmp_path_factory.mktemp("milvus-server"), Path(sys.executable).parent)
+    yield server
+    server.stop()
+
+
+def _fresh_mysql_database(server) -> str:
+    import pymysql
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    connection = pymysql.connect(host=server.host, port=server.port, user=server.user,
+                                 password=server.password)
+    with connection, connection.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    return name
+
+
+@pytest.fixture
+def make_settings(tmp_path, clip_checkpoint, request):
+    """Settings for one test: its own DATA_DIR; `milvus='server'` / `metadata='mariadb'` switch stores."""
+
+    def make(*, milvus: str = "lite", metadata: str = "sqlite", **overrides) -> Settings:
+        values = dict(DATA_DIR=tmp_path / "data", CLIP_MODEL=TINY_MODEL, CLIP_PRETRAINED=str(clip_checkpoint),
+                      DEVICE="cpu", MILVUS_TABLE="images")
+        if milvus == "server":
+            server = request.getfixturevalue("milvus_server")
+            values.update(MILVUS_HOST="127.0.0.1", MILVUS_PORT=server.port,
+                          MILVUS_TABLE=f"t{uuid.uuid4().hex[:10]}")
+        if metadata == "mariadb":
+            server = request.getfixturevalue("mariadb")
+            values.update(MYSQL_HOST=server.host, MYSQL_PORT=server.port, MYSQL_USER=server.user,
+                          MYSQL_PWD=server.password, MYSQL_DB=_fresh_mysql_database(server))
+        values.update(overrides)
+        return Settings(_env_file=None, **values)
+
+    return make
+
+
+@pytest.fixture
+def make_client(make_settings, encoder):
+    from fastapi.testclient import TestClient
+
+    from webserver.api.app import create_app
+
+    clients = []
+
+    def make(**kwargs) -> TestClient:
+        client = TestClient(create_app(make_settings(**kwargs), encoder))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client):
+    return make_client()

@@ -1,0 +1,108 @@
+"""Real servers for tests: a MariaDB instance and a Milvus Lite gRPC server, started in temp dirs.
+
+MariaDB: set TEST_MYSQL_HOST (+ TEST_MYSQL_PORT/USER/PWD) to use a running server; otherwise, as root
+with Debian's mariadb-server installed, a private instance is started. Without either the MariaDB tests
+skip, unless REQUIRE_MARIADB=1 (CI), where they fail.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout_s}s")
+
+
+@dataclass
+class MariaDB:
+    host: str
+    port: int
+    user: str
+    password: str
+    process: subprocess.Popen | None = None
+    socket_path: Path | None = None
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        subprocess.run(["mariadb-admin", f"--socket={self.socket_path}", "shutdown"], check=False,
+                       capture_output=True, timeout=60)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def mariadb_available() -> bool:
+    return bool(os.environ.get("TEST_MYSQL_HOST")) or (
+        shutil.which("mysqld_safe") is not None and shutil.which("mariadb-install-db") is not None
+        and os.geteuid() == 0)
+
+
+def start_mariadb(workdir: Path) -> MariaDB:
+    if os.environ.get("TEST_MYSQL_HOST"):
+        return MariaDB(os.environ["TEST_MYSQL_HOST"], int(os.environ.get("TEST_MYSQL_PORT", "3306")),
+                       os.environ.get("TEST_MYSQL_USER", "root"), os.environ.get("TEST_MYSQL_PWD", ""))
+    datadir, sock, port = workdir / "data", workdir / "mysqld.sock", free_port()
+    subprocess.run(["mariadb-install-db", "--user=root", f"--datadir={datadir}",
+                    "--auth-root-authentication-method=socket", "--skip-test-db"],
+                   check=True, capture_output=True, timeout=120)
+    process = subprocess.Popen(
+        ["mysqld_safe", "--no-defaults", "--user=root", f"--datadir={datadir}", f"--socket={sock}",
+         f"--port={port}", "--bind-address=127.0.0.1", "--skip-syslog", f"--pid-file={workdir}/mysqld.pid",
+         f"--log-error={workdir}/error.log"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while subprocess.run(["mariadb-admin", f"--socket={sock}", "ping"], capture_output=True).returncode:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"MariaDB did not start: see {workdir}/error.log")
+        time.sleep(0.2)
+    password = "test-pass"
+    sql = (f"CREATE USER 'app'@'127.0.0.1' IDENTIFIED BY '{password}'; "
+           "GRANT ALL ON *.* TO 'app'@'127.0.0.1'; FLUSH PRIVILEGES;")
+    subprocess.run(["mariadb", f"--socket={sock}", "-e", sql], check=True, capture_output=True)
+    return MariaDB("127.0.0.1", port, "app", password, process, sock)
+
+
+@dataclass
+class MilvusServer:
+    port: int
+    process: subprocess.Popen
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_milvus_server(data_dir: Path, venv_bin: Path) -> MilvusServer:
+    port = free_port()
+    process = subprocess.Popen(
+        [str(venv_bin / "milvus-lite"), "server", "--data-dir", str(data_dir), "--host", "127.0.0.1",
+         "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port, 60)
+    return MilvusServer(port, process)

@@ -1,0 +1,51 @@
+"""The FastAPI application: models and stores are built once in the lifespan and live on app.state."""
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI
+
+from config import Settings
+from webserver.api.errors import install_error_handlers
+from webserver.api.routes import collections, health, images, search
+from webserver.encoders.base import ImageTextEncoder
+from webserver.errors import DomainError
+from webserver.services.container import Services, build_services
+
+log = logging.getLogger(__name__)
+
+
+def bootstrap(services: Services) -> None:
+    """Create tables and the default collection; warn about collections another encoder made.
+    A store that is down is logged, not fatal: /readyz reports it and requests answer 503."""
+    try:
+        services.metadata.create_schema()
+        services.collections.ensure(services.settings.MILVUS_TABLE)
+        for record in services.collections.mismatched():
+            log.error("collection %r was made by %s, the server runs %s: it is refused until "
+                      "reindexed (scripts/reindex.py)", record.name, record.encoder_id,
+                      services.encoder.encoder_id)
+    except DomainError as exc:
+        log.error("startup: %s", exc.detail)
+
+
+def create_app(settings: Settings, encoder: ImageTextEncoder | None = None) -> FastAPI:
+    """`encoder` lets tests share one loaded model between apps; the server passes none."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        services = await anyio.to_thread.run_sync(build_services, settings, encoder)
+        await anyio.to_thread.run_sync(bootstrap, services)
+        app.state.services = services
+        log.info("serving with encoder %s (dim %d)", services.encoder.encoder_id, services.encoder.dimension)
+        yield
+        services.close()
+
+    app = FastAPI(title="Composed image retrieval", version="0.1.0", lifespan=lifespan,
+                  description="Search an image collection by text, by image, or by image + text change.")
+    install_error_handlers(app)
+    for module in (health, collections, images, search):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Response
+
+from webserver.api.deps import ServicesDep, image_url
+from webserver.api.errors import error_responses
+from webserver.api.schemas import (CollectionCreate, CollectionDetail, CollectionList, CollectionPublic,
+                                   ImagePage, ImagePublic)
+from webserver.stores.metadata import CollectionRecord, ImageRecord
+
+router = APIRouter(prefix="/collections", tags=["collections"])
+
+
+def collection_public(record: CollectionRecord, servable: bool) -> CollectionPublic:
+    return CollectionPublic(**record.__dict__, servable=servable)
+
+
+def image_public(record: ImageRecord) -> ImagePublic:
+    fields = {k: v for k, v in record.__dict__.items() if k not in {"meta", "path"}}
+    return ImagePublic(**fields, metadata=record.meta, url=image_url(record.id))
+
+
+@router.get("", response_model=CollectionList, summary="List collections",
+            responses=error_responses(503))
+def list_collections(services: ServicesDep) -> CollectionList:
+    records = services.collections.list()
+    return CollectionList(items=[collection_public(r, services.collections.is_servable(r)) for r in records])
+
+
+@router.post("", response_model=CollectionPublic, status_code=201, summary="Create a collection",
+             responses=error_responses(400, 409, 503))
+def create_collection(body: CollectionCreate, services: ServicesDep) -> CollectionPublic:
+    return collection_public(services.collections.create(body.name), True)
+
+
+@router.get("/{name}", response_model=CollectionDetail, summary="Encoder, dimension and counts",
+            responses=error_responses(404, 503))
+def get_collection(name: str, services: ServicesDep) -> CollectionDetail:
+    info = services.collections.describe(name)
+    return CollectionDetail(**info.record.__dict__, servable=info.servable,
+                            milvus_count=info.milvus_count, metadata_count=info.metadata_count)
+
+
+@router.delete("/{name}", status_code=204, summary="Delete a collection, its vectors and rows",
+               responses=error_responses(404, 503))
+def delete_collection(name: str, services: ServicesDep) -> Response:
+    services.collections.delete(name)
+    return Response(status_code=204)
+
+
+@router.get("/{name}/images", response_model=ImagePage, summary="A page of image metadata",
+            responses=error_responses(404, 503))
+def list_images(name: str, services: ServicesDep, limit: int = Query(50, ge=1, le=1000),
+                offset: int = Query(0, ge=0)) -> ImagePage:
+    records = services.images.list(name, limit=limit, offset=offset)
+    total = services.metadata.count_images(name)
+    return ImagePage(items=[image_public(r) for r in records], limit=limit, offset=offset, total=total)

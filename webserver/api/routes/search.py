@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile
+
+from webserver.api.deps import ServicesDep, image_url
+from webserver.api.errors import error_responses
+from webserver.api.schemas import SearchHitPublic, SearchResponse
+from webserver.api.uploads import optional_upload, parse_json_object
+from webserver.services.search import MAX_OFFSET, MAX_TOP_K, SearchQuery
+
+router = APIRouter(tags=["search"])
+
+
+@router.post("/search", response_model=SearchResponse, summary="Text, image or composed search",
+             responses=error_responses(400, 404, 409, 413, 415, 501, 503))
+def search(
+    services: ServicesDep,
+    collection: Annotated[str | None, Form(description="default: the MILVUS_TABLE collection")] = None,
+    text: Annotated[str | None, Form(description="text query, or the modification for a composed query")] = None,
+    image: Annotated[UploadFile | None, File(description="query image")] = None,
+    image_id: Annotated[int | None, Form(description="an indexed image as the query (excluded from results)")] = None,
+    top_k: Annotated[int, Form(ge=1, le=MAX_TOP_K)] = 10,
+    offset: Annotated[int, Form(ge=0, le=MAX_OFFSET)] = 0,
+    filter: Annotated[str | None, Form(description='JSON object of metadata equalities, e.g. {"label": "dress"}')] = None,
+) -> SearchResponse:
+    query = SearchQuery(
+        collection=collection or services.settings.MILVUS_TABLE,
+        text=text if text and text.strip() else None,
+        image=optional_upload(image, services.settings.MAX_UPLOAD_BYTES),
+        image_id=image_id, top_k=top_k, offset=offset,
+        filter=parse_json_object(filter, "filter"),
+    )
+    result = services.search.search(query)
+    return SearchResponse(
+        mode=result.mode, collection=result.collection, took_ms=round(result.took_ms, 2),
+        results=[SearchHitPublic(id=hit.record.id, score=hit.score, caption=hit.record.caption,
+                                 metadata=hit.record.meta, url=image_url(hit.record.id))
+                 for hit in result.hits])

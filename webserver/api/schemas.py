@@ -1,0 +1,87 @@
+"""Request and response schemas of the HTTP API (all routes document these in OpenAPI)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="what went wrong and what to do about it")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str] = Field(description="'ok' or the reason, per dependency")
+
+
+class CollectionCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=64, examples=["fashion"])
+
+
+class CollectionPublic(BaseModel):
+    name: str
+    encoder_id: str = Field(description="the model that made this collection's vectors")
+    dimension: int
+    metric: str
+    created: datetime
+    servable: bool = Field(description="false when the loaded encoder differs: reindex to use it")
+
+
+class CollectionDetail(CollectionPublic):
+    milvus_count: int
+    metadata_count: int
+
+
+class CollectionList(BaseModel):
+    items: list[CollectionPublic]
+
+
+class ImagePublic(BaseModel):
+    id: int
+    collection: str
+    sha256: str
+    filename: str
+    caption: str | None
+    metadata: dict[str, Any]
+    width: int
+    height: int
+    created: datetime
+    url: str
+
+
+class ImagePage(BaseModel):
+    items: list[ImagePublic]
+    limit: int
+    offset: int
+    total: int
+
+
+class AddedItem(BaseModel):
+    id: int
+    sha256: str
+    duplicate: bool = Field(description="true when these bytes were already in the collection")
+
+
+class AddImagesResponse(BaseModel):
+    items: list[AddedItem]
+
+
+class SearchHitPublic(BaseModel):
+    id: int
+    score: float = Field(description="cosine similarity, higher is closer")
+    caption: str | None
+    metadata: dict[str, Any]
+    url: str
+
+
+class SearchResponse(BaseModel):
+    mode: Literal["text", "image", "composed"]
+    collection: str
+    took_ms: float
+    results: list[SearchHitPublic]

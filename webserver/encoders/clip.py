@@ -1,0 +1,137 @@
+"""open_clip wrapper: any architecture by name, weights by pretrained tag or local file.
+
+The architectures in `model_configs/` (small ones for tests and the offline demo) are registered with
+open_clip before loading, so they are named like the built-in ones.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import socket
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import open_clip
+import torch
+from PIL import Image
+
+from webserver.encoders.base import pick_device
+from webserver.errors import EncoderLoadError
+
+MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
+
+
+def register_model_configs() -> None:
+    open_clip.add_model_config(MODEL_CONFIG_DIR)
+
+
+def file_fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:12]
+
+
+def describe_weights(model_name: str, pretrained: str) -> str:
+    """The encoder id a collection records: same architecture + same weights -> same id."""
+    path = Path(pretrained).expanduser()
+    if path.is_file():
+        return f"open_clip/{model_name}/file-{file_fingerprint(path)}"
+    return f"open_clip/{model_name}/{pretrained}"
+
+
+class ClipEncoder:
+    """Text and images -> L2-normalized vectors in one space, batched, under inference_mode."""
+
+    def __init__(self, model_name: str, pretrained: str, *, device: str = "auto",
+                 precision: str = "fp32", batch_size: int = 32):
+        register_model_configs()
+        self.device = pick_device(device)
+        self.batch_size = batch_size
+        self._autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+        self.model, self.preprocess, self.tokenizer = _load(model_name, pretrained, self.device)
+        self.encoder_id = describe_weights(model_name, pretrained)
+        # One forward pass at a time: torch already uses every core for one batch.
+        self._lock = threading.Lock()
+        self.dimension = int(self._probe_dimension())
+
+    def _probe_dimension(self) -> int:
+        return self.encode_texts(["probe"]).shape[1]
+
+    def _autocast(self):
+        if self._autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device, dtype=self._autocast_dtype)
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        batches = [images[i:i + self.batch_size] for i in range(0, len(images), self.batch_size)]
+        parts = [self._encode_image_batch(batch) for batch in batches]
+        return np.concatenate(parts) if parts else np.zeros((0, self.dimension), np.float32)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        batches = [texts[i:i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
+        parts = [self._encode_text_batch(list(batch)) for batch in batches]
+        return np.concatenate(parts) if parts else np.zeros((0, self.dimension), np.float32)
+
+    def _encode_image_batch(self, images: Sequence[Image.Image]) -> np.ndarray:
+        pixels = torch.stack([self.preprocess(image.convert("RGB")) for image in images])
+        with self._lock, torch.inference_mode(), self._autocast():
+            features = self.model.encode_image(pixels.to(self.device), normalize=True)
+        return _to_unit_numpy(features)
+
+    def _encode_text_batch(self, texts: list[str]) -> np.ndarray:
+        tokens = self.tokenizer(texts)
+        with self._lock, torch.inference_mode(), self._autocast():
+            features = self.model.encode_text(tokens.to(self.device), normalize=True)
+        return _to_unit_numpy(features)
+
+
+def _to_unit_numpy(features: torch.Tensor) -> np.ndarray:
+    array = features.float().cpu().numpy()
+    # Re-normalize after a bf16 pass so stored vectors are unit length to fp32 precision.
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    return (array / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+HUB_HOST = "huggingface.co"
+
+
+def _hub_reachable(timeout_s: float = 3.0) -> bool:
+    """A quick probe, so an offline start fails in seconds rather than after a minute of retries."""
+    try:
+        with socket.create_connection((HUB_HOST, 443), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _load(model_name: str, pretrained: str, device: str):
+    if model_name not in open_clip.list_models():
+        raise EncoderLoadError(
+            f"CLIP_MODEL={model_name!r} is not an open_clip architecture; choose one of "
+            f"open_clip.list_models() or add a JSON config to {MODEL_CONFIG_DIR}.")
+    if not pretrained.strip():
+        raise EncoderLoadError("CLIP_PRETRAINED is empty: random weights cannot search. Set it to an "
+                               "open_clip tag (needs a network once) or a local checkpoint file.")
+    path = Path(pretrained).expanduser()
+    looks_like_path = path.suffix in {".pt", ".pth", ".bin", ".safetensors"} or "/" in pretrained
+    if looks_like_path and not path.is_file():
+        raise EncoderLoadError(f"CLIP_PRETRAINED={pretrained!r}: no such checkpoint file.")
+    if not path.is_file() and not _hub_reachable():
+        raise EncoderLoadError(
+            f"CLIP_PRETRAINED={pretrained!r} is a pretrained tag, downloaded from the model hub, and "
+            f"the hub ({HUB_HOST}) cannot be reached from here. Offline, set CLIP_PRETRAINED to a local "
+            "checkpoint file (and CLIP_MODEL to its architecture); see README, 'Models'.")
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            model_name, pretrained=str(path) if path.is_file() else pretrained, device=device)
+    except Exception as exc:  # open_clip raises RuntimeError, hub and OS errors alike
+        raise EncoderLoadError(
+            f"Could not load CLIP_MODEL={model_name!r} with CLIP_PRETRAINED={pretrained!r}: {exc}. "
+            "A pretrained tag such as 'openai' is downloaded from the model hub, which needs a network; "
+            "offline, set CLIP_PRETRAINED to a local checkpoint file (see README, 'Models').") from None
+    model.eval()
+    return model, preprocess, open_clip.get_tokenizer(model_name)

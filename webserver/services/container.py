@@ -1,0 +1,52 @@
+"""Build every service from Settings, for the app's lifespan and for the scripts alike."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from config import Settings
+from webserver.encoders.base import ImageTextEncoder
+from webserver.encoders.clip import ClipEncoder
+from webserver.services.collections import CollectionService
+from webserver.services.images import ImageService
+from webserver.services.search import SearchService
+from webserver.stores.files import FileStore
+from webserver.stores.metadata import MetadataStore
+from webserver.stores.vectors import VectorStore
+
+
+@dataclass
+class Services:
+    settings: Settings
+    encoder: ImageTextEncoder
+    metadata: MetadataStore
+    vectors: VectorStore
+    files: FileStore
+    collections: CollectionService
+    images: ImageService
+    search: SearchService
+
+    def close(self) -> None:
+        self.vectors.close()
+        self.metadata.dispose()
+
+
+def load_encoder(settings: Settings) -> ClipEncoder:
+    return ClipEncoder(settings.CLIP_MODEL, settings.CLIP_PRETRAINED, device=settings.DEVICE,
+                       precision=settings.CLIP_PRECISION, batch_size=settings.ENCODE_BATCH_SIZE)
+
+
+def build_services(settings: Settings, encoder: ImageTextEncoder | None = None) -> Services:
+    """Stores connect lazily: building succeeds while Milvus or MySQL is down (readyz reports it)."""
+    encoder = encoder or load_encoder(settings)
+    settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+    metadata = MetadataStore(settings.metadata_url)
+    vectors = VectorStore(settings.milvus_uri, token=settings.MILVUS_TOKEN,
+                          index_type=settings.MILVUS_INDEX_TYPE, timeout_s=settings.MILVUS_TIMEOUT_S)
+    files = FileStore(settings.files_dir)
+    collections = CollectionService(metadata=metadata, vectors=vectors, files=files, encoder=encoder)
+    images = ImageService(collections=collections, metadata=metadata, vectors=vectors, files=files,
+                          encoder=encoder, max_bytes=settings.MAX_UPLOAD_BYTES,
+                          max_pixels=settings.MAX_IMAGE_PIXELS)
+    search = SearchService(collections=collections, images=images, metadata=metadata, vectors=vectors,
+                           encoder=encoder)
+    return Services(settings, encoder, metadata, vectors, files, collections, images, search)

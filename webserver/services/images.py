@@ -1,0 +1,154 @@
+"""Adding, reading and deleting images, keeping the metadata rows, files and Milvus vectors consistent.
+
+Order of a write: files (content-addressed, idempotent) -> metadata rows in an open transaction ->
+Milvus insert -> commit. A failed Milvus insert rolls the rows back; a failed commit deletes the
+vectors again. So neither store is left with an entry the other lacks.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from webserver.encoders.base import ImageTextEncoder
+from webserver.errors import AlreadyExists, InvalidInput, NotFound
+from webserver.services.collections import CollectionService
+from webserver.services.imaging import DecodedImage, decode_image
+from webserver.stores.files import FileStore
+from webserver.stores.metadata import ImageRecord, MetadataStore, NewImage
+from webserver.stores.vectors import VectorStore
+
+MAX_METADATA_BYTES = 4096
+MAX_CAPTION_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class Upload:
+    data: bytes
+    filename: str
+    caption: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    decoded: DecodedImage
+    filename: str
+    caption: str | None
+    meta: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AddedImage:
+    id: int
+    sha256: str
+    duplicate: bool
+
+
+def check_metadata(meta: Any, name: str) -> dict[str, Any]:
+    if not isinstance(meta, dict):
+        raise InvalidInput(f"{name}: metadata must be a JSON object.")
+    if len(json.dumps(meta)) > MAX_METADATA_BYTES:
+        raise InvalidInput(f"{name}: metadata is over {MAX_METADATA_BYTES} bytes of JSON.")
+    return meta
+
+
+def check_caption(caption: str | None, name: str) -> str | None:
+    if caption is not None and len(caption) > MAX_CAPTION_CHARS:
+        raise InvalidInput(f"{name}: caption is over {MAX_CAPTION_CHARS} characters.")
+    return caption or None
+
+
+class ImageService:
+    def __init__(self, *, collections: CollectionService, metadata: MetadataStore, vectors: VectorStore,
+                 files: FileStore, encoder: ImageTextEncoder, max_bytes: int, max_pixels: int):
+        self.collections = collections
+        self.metadata = metadata
+        self.vectors = vectors
+        self.files = files
+        self.encoder = encoder
+        self.max_bytes = max_bytes
+        self.max_pixels = max_pixels
+
+    def prepare(self, upload: Upload) -> PreparedImage:
+        """Decode and validate one upload; raises a domain error naming the file."""
+        name = upload.filename or "upload"
+        decoded = decode_image(upload.data, name=name, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
+        return PreparedImage(decoded, _safe_filename(name), check_caption(upload.caption, name),
+                             check_metadata(upload.meta, name))
+
+    def add(self, collection: str, uploads: Sequence[Upload]) -> list[AddedImage]:
+        """All-or-nothing validation: one bad file rejects the request before anything is written."""
+        self.collections.require_servable(collection)
+        return self.add_prepared(collection, [self.prepare(upload) for upload in uploads])
+
+    def add_prepared(self, collection: str, images: Sequence[PreparedImage]) -> list[AddedImage]:
+        self.collections.require_servable(collection)
+        existing = self.metadata.find_by_sha256(collection, [img.decoded.sha256 for img in images])
+        fresh = _first_of_each_digest([img for img in images if img.decoded.sha256 not in existing])
+        if fresh:
+            try:
+                existing.update(self._write(collection, fresh))
+            except AlreadyExists:  # a concurrent writer added some of the same bytes: retry once
+                return self.add_prepared(collection, images)
+        fresh_digests = {img.decoded.sha256 for img in fresh}
+        results, reported = [], set()
+        for img in images:
+            sha = img.decoded.sha256
+            results.append(AddedImage(existing[sha], sha, sha not in fresh_digests or sha in reported))
+            reported.add(sha)
+        return results
+
+    def _write(self, collection: str, images: Sequence[PreparedImage]) -> dict[str, int]:
+        vectors = self.encoder.encode_images([img.decoded.image for img in images])
+        rows = [NewImage(sha256=img.decoded.sha256,
+                         path=self.files.put(img.decoded.data, img.decoded.sha256, img.decoded.format),
+                         filename=img.filename, caption=img.caption, meta=img.meta,
+                         width=img.decoded.width, height=img.decoded.height) for img in images]
+        written_ids: list[int] = []
+        try:
+            with self.metadata.insert_images(collection, rows) as ids:
+                self.vectors.insert(collection, ids, vectors, [img.meta for img in images])
+                written_ids = ids
+        except Exception:
+            if written_ids:  # the commit failed after the vectors landed
+                self.vectors.delete(collection, written_ids)
+            raise
+        return {img.decoded.sha256: image_id for img, image_id in zip(images, written_ids)}
+
+    def get(self, image_id: int) -> ImageRecord:
+        record = self.metadata.get_images([image_id]).get(image_id)
+        if record is None:
+            raise NotFound(f"Image {image_id} does not exist.")
+        return record
+
+    def read_file(self, image_id: int) -> tuple[bytes, str]:
+        record = self.get(image_id)
+        try:
+            return self.files.read(record.path), self.files.content_type(record.path)
+        except FileNotFoundError:
+            raise NotFound(f"Image {image_id}: its file is missing from the file store.") from None
+
+    def list(self, collection: str, *, limit: int, offset: int) -> list[ImageRecord]:
+        self.collections.get_record(collection)
+        return self.metadata.list_images(collection, limit=limit, offset=offset)
+
+    def delete(self, image_id: int) -> None:
+        record = self.get(image_id)
+        with self.metadata.delete_images([image_id]):
+            self.vectors.delete(record.collection, [image_id])
+        if self.metadata.count_sha256_references(record.sha256) == 0:
+            self.files.remove(record.path)
+
+
+def _first_of_each_digest(images: Sequence[PreparedImage]) -> list[PreparedImage]:
+    seen: dict[str, PreparedImage] = {}
+    for img in images:
+        seen.setdefault(img.decoded.sha256, img)
+    return list(seen.values())
+
+
+def _safe_filename(name: str) -> str:
+    """The original name, kept only as a label: no directories, bounded length."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].strip() or "upload"
+    return base[:255]

@@ -1,0 +1,180 @@
+"""Vectors in Milvus through pymilvus' MilvusClient: an embedded Milvus Lite file or a server URL.
+
+One Milvus collection per project collection: an INT64 primary key (the metadata row id), a
+FLOAT_VECTOR compared by COSINE, and the user's metadata as a JSON field so filters run inside Milvus.
+Collections use Strong consistency: a search or count right after a write must see it.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from webserver.errors import InvalidInput, StoreUnavailable
+
+VECTOR_FIELD = "vector"
+META_FIELD = "meta"
+FILTER_KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+MAX_FILTER_TERMS = 16
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: int
+    score: float
+
+
+class DataDirLocked(StoreUnavailable):
+    """Another process holds the embedded Milvus Lite file."""
+
+
+def build_filter(equalities: Mapping[str, Any] | None, *, exclude_id: int | None = None) -> str:
+    """A Milvus boolean expression from metadata equalities. Keys are checked against a strict pattern
+    and values are rendered as literals, so user text never becomes expression syntax."""
+    terms = [f'{META_FIELD}["{key}"] == {_literal(key, value)}'
+             for key, value in _checked_equalities(equalities or {})]
+    if exclude_id is not None:
+        terms.append(f"id != {int(exclude_id)}")
+    return " and ".join(terms)
+
+
+def _checked_equalities(equalities: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    if len(equalities) > MAX_FILTER_TERMS:
+        raise InvalidInput(f"filter: at most {MAX_FILTER_TERMS} keys.")
+    for key in equalities:
+        if not isinstance(key, str) or not FILTER_KEY_PATTERN.match(key):
+            raise InvalidInput(f"filter: key {key!r} must match {FILTER_KEY_PATTERN.pattern}.")
+    return list(equalities.items())
+
+
+def _literal(key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return repr(value)
+    if isinstance(value, str):
+        if len(value) > 256 or any(ord(ch) < 32 for ch in value):
+            raise InvalidInput(f"filter: value of {key!r} must be at most 256 printable characters.")
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    raise InvalidInput(f"filter: value of {key!r} must be a string, number or boolean.")
+
+
+class VectorStore:
+    def __init__(self, uri: str, *, token: str | None = None, index_type: str | None = None,
+                 timeout_s: float = 10.0):
+        self.uri = uri
+        self.is_server = uri.startswith(("http://", "https://", "tcp://", "grpc://"))
+        self.index_type = index_type or ("HNSW" if self.is_server else "AUTOINDEX")
+        self._token = token
+        self._timeout_s = timeout_s
+        self._client = None
+        self._connect_lock = threading.Lock()
+
+    # -- connection --------------------------------------------------------------------------
+    @property
+    def client(self):
+        """Connected on first use (and again after a failure), so the app starts while Milvus is down."""
+        if self._client is None:
+            with self._connect_lock:
+                if self._client is None:
+                    self._client = self._connect()
+        return self._client
+
+    def _connect(self):
+        from pymilvus import MilvusClient
+
+        try:
+            if self.is_server:
+                return MilvusClient(uri=self.uri, token=self._token or "", timeout=self._timeout_s)
+            return MilvusClient(uri=self.uri)
+        except Exception as exc:  # pymilvus raises a wide variety here
+            if "lock" in str(exc).lower():
+                raise DataDirLocked(
+                    f"The Milvus Lite file {self.uri} is held by another process (is the server running?). "
+                    "Only one process can open an embedded Milvus Lite file: stop it, go through its HTTP "
+                    "API, or serve the file with `milvus-lite server` and set MILVUS_HOST.") from exc
+            raise StoreUnavailable(f"Cannot connect to Milvus at {self.uri}: {exc}") from exc
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        try:
+            return fn(self.client, *args, **kwargs)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # MilvusException, grpc and socket errors alike
+            if self.is_server:
+                self._client = None  # reconnect on the next call
+            raise StoreUnavailable(f"Milvus failed while {what}: {exc}") from exc
+
+    def close(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+            self._client = None
+
+    def ping(self) -> None:
+        self._call("listing collections", lambda c: c.list_collections())
+
+    # -- collections -------------------------------------------------------------------------
+    def has_collection(self, name: str) -> bool:
+        return bool(self._call("checking a collection", lambda c: c.has_collection(name)))
+
+    def create_collection(self, name: str, dimension: int) -> None:
+        from pymilvus import DataType, MilvusClient
+
+        def create(client):
+            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+            schema.add_field("id", DataType.INT64, is_primary=True)
+            schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dimension)
+            schema.add_field(META_FIELD, DataType.JSON)
+            index = client.prepare_index_params()
+            params = {"M": 16, "efConstruction": 200} if self.index_type == "HNSW" else {}
+            index.add_index(field_name=VECTOR_FIELD, index_type=self.index_type, metric_type="COSINE",
+                            params=params)
+            client.create_collection(name, schema=schema, index_params=index, consistency_level="Strong")
+
+        self._call("creating a collection", create)
+
+    def drop_collection(self, name: str) -> None:
+        self._call("dropping a collection", lambda c: c.drop_collection(name))
+
+    def count(self, name: str) -> int:
+        rows = self._call("counting", lambda c: c.query(name, filter="", output_fields=["count(*)"]))
+        return int(rows[0]["count(*)"])
+
+    # -- vectors -----------------------------------------------------------------------------
+    def insert(self, name: str, ids: Sequence[int], vectors: np.ndarray,
+               metas: Sequence[Mapping[str, Any]]) -> None:
+        rows = [{"id": int(i), VECTOR_FIELD: v.astype(np.float32).tolist(), META_FIELD: dict(m)}
+                for i, v, m in zip(ids, vectors, metas, strict=True)]
+        if rows:
+            self._call("inserting vectors", lambda c: c.insert(name, rows))
+
+    def delete(self, name: str, ids: Sequence[int]) -> None:
+        if ids:
+            self._call("deleting vectors", lambda c: c.delete(name, ids=[int(i) for i in ids]))
+
+    def get_vectors(self, name: str, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        rows = self._call("reading vectors",
+                          lambda c: c.get(name, ids=[int(i) for i in ids], output_fields=[VECTOR_FIELD]))
+        return {int(row["id"]): np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in rows}
+
+    def search(self, name: str, query: np.ndarray, *, limit: int, offset: int = 0,
+               expression: str = "") -> list[Hit]:
+        def run(client):
+            return client.search(name, data=[query.astype(np.float32).tolist()], limit=limit,
+                                 offset=offset, filter=expression, anns_field=VECTOR_FIELD,
+                                 search_params={"metric_type": "COSINE", "params": self._search_params(limit + offset)},
+                                 output_fields=["id"])
+
+        results = self._call("searching", run)
+        return [Hit(int(hit["id"]), float(hit["distance"])) for hit in results[0]]
+
+    def _search_params(self, depth: int) -> dict[str, int]:
+        return {"ef": max(64, depth)} if self.index_type == "HNSW" else {}
