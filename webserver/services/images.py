@@ -108,7 +108,7 @@ class ImageService:
         written_ids: list[int] = []
         try:
             with self.metadata.insert_images(collection, rows) as ids:
-                self.vectors.insert(collection, ids, vectors, [img.meta for img in images])
+                self.vectors.upsert(collection, ids, vectors, [img.meta for img in images])
                 written_ids = ids
         except Exception:
             if written_ids:  # the commit failed after the vectors landed

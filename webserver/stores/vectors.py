@@ -7,10 +7,12 @@ Collections use Strong consistency: a search or count right after a write must s
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import re
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -29,8 +31,36 @@ class Hit:
     score: float
 
 
+class _LiteUnimplementedFilter(logging.Filter):
+    """Milvus Lite's embedded gRPC server logs a traceback when pymilvus asks it for a timestamp while
+    waiting on an index build (an RPC Lite does not implement, and pymilvus copes without)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Method not implemented" not in record.getMessage()
+
+
+_LITE_FILTER = _LiteUnimplementedFilter()
+
+
 class DataDirLocked(StoreUnavailable):
     """Another process holds the embedded Milvus Lite file."""
+
+
+def _lite_locked_by_another_process(path: str) -> bool:
+    """Milvus Lite takes an exclusive flock on <path>/LOCK; pymilvus only reports 'Open local milvus
+    failed' when it is taken, so look first to give a message that says what to do."""
+    import fcntl
+
+    lock = Path(path) / "LOCK"
+    if not lock.exists():
+        return False
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 def build_filter(equalities: Mapping[str, Any] | None, *, exclude_id: int | None = None) -> str:
@@ -76,6 +106,7 @@ class VectorStore:
         self._timeout_s = timeout_s
         self._client = None
         self._connect_lock = threading.Lock()
+        self._loaded: set[str] = set()
 
     # -- connection --------------------------------------------------------------------------
     @property
@@ -90,16 +121,18 @@ class VectorStore:
     def _connect(self):
         from pymilvus import MilvusClient
 
+        if not self.is_server and _lite_locked_by_another_process(self.uri):
+            raise DataDirLocked(
+                f"The Milvus Lite file {self.uri} is held by another process (is the server running?). "
+                "Only one process can open an embedded Milvus Lite file: stop it, go through its HTTP "
+                "API (scripts/insert_milvus.py --server URL), or serve the file with "
+                "`milvus-lite server --data-dir DIR --port P` and set MILVUS_HOST/MILVUS_PORT.")
         try:
             if self.is_server:
                 return MilvusClient(uri=self.uri, token=self._token or "", timeout=self._timeout_s)
+            logging.getLogger("grpc._server").addFilter(_LITE_FILTER)
             return MilvusClient(uri=self.uri)
         except Exception as exc:  # pymilvus raises a wide variety here
-            if "lock" in str(exc).lower():
-                raise DataDirLocked(
-                    f"The Milvus Lite file {self.uri} is held by another process (is the server running?). "
-                    "Only one process can open an embedded Milvus Lite file: stop it, go through its HTTP "
-                    "API, or serve the file with `milvus-lite server` and set MILVUS_HOST.") from exc
             raise StoreUnavailable(f"Cannot connect to Milvus at {self.uri}: {exc}") from exc
 
     def _call(self, what: str, fn, *args, **kwargs):
@@ -110,7 +143,14 @@ class VectorStore:
         except Exception as exc:  # MilvusException, grpc and socket errors alike
             if self.is_server:
                 self._client = None  # reconnect on the next call
+                self._loaded.clear()
             raise StoreUnavailable(f"Milvus failed while {what}: {exc}") from exc
+
+    def _ensure_loaded(self, name: str) -> None:
+        """A collection reopened by a new process can be 'released'; load it once before reading."""
+        if name not in self._loaded:
+            self._call("loading a collection", lambda c: c.load_collection(name))
+            self._loaded.add(name)
 
     def close(self) -> None:
         if self._client is not None:
@@ -142,25 +182,30 @@ class VectorStore:
         self._call("creating a collection", create)
 
     def drop_collection(self, name: str) -> None:
+        self._loaded.discard(name)
         self._call("dropping a collection", lambda c: c.drop_collection(name))
 
     def count(self, name: str) -> int:
+        self._ensure_loaded(name)
         rows = self._call("counting", lambda c: c.query(name, filter="", output_fields=["count(*)"]))
         return int(rows[0]["count(*)"])
 
     # -- vectors -----------------------------------------------------------------------------
-    def insert(self, name: str, ids: Sequence[int], vectors: np.ndarray,
+    def upsert(self, name: str, ids: Sequence[int], vectors: np.ndarray,
                metas: Sequence[Mapping[str, Any]]) -> None:
+        """Upsert, not insert: a process killed between the Milvus write and the metadata commit leaves
+        vectors under ids the metadata store may hand out again; writing them again replaces them."""
         rows = [{"id": int(i), VECTOR_FIELD: v.astype(np.float32).tolist(), META_FIELD: dict(m)}
                 for i, v, m in zip(ids, vectors, metas, strict=True)]
         if rows:
-            self._call("inserting vectors", lambda c: c.insert(name, rows))
+            self._call("writing vectors", lambda c: c.upsert(name, rows))
 
     def delete(self, name: str, ids: Sequence[int]) -> None:
         if ids:
             self._call("deleting vectors", lambda c: c.delete(name, ids=[int(i) for i in ids]))
 
     def get_vectors(self, name: str, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        self._ensure_loaded(name)
         rows = self._call("reading vectors",
                           lambda c: c.get(name, ids=[int(i) for i in ids], output_fields=[VECTOR_FIELD]))
         return {int(row["id"]): np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in rows}
@@ -173,6 +218,7 @@ class VectorStore:
                                  search_params={"metric_type": "COSINE", "params": self._search_params(limit + offset)},
                                  output_fields=["id"])
 
+        self._ensure_loaded(name)
         results = self._call("searching", run)
         return [Hit(int(hit["id"]), float(hit["distance"])) for hit in results[0]]
 

@@ -1,0 +1,137 @@
+"""Index a folder of images (recursively) into a collection.
+
+    python scripts/insert_milvus.py PATH --collection NAME [--batch-size N] [--captions FILE]
+    python scripts/insert_milvus.py PATH --collection NAME --server http://127.0.0.1:7000
+
+Re-running is safe: images already in the collection (same bytes) are skipped, so a killed run,
+restarted, ends with every image exactly once. Unreadable files are reported and skipped.
+By default it opens the stores itself (same settings as the server). An embedded Milvus Lite file can be
+opened by one process only: while the server runs on it, use --server to upload through its API.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import _bootstrap  # noqa: F401
+from tqdm import tqdm
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("path", type=Path, help="folder of images (searched recursively)")
+    parser.add_argument("--collection", help="collection name (default: the MILVUS_TABLE setting)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--captions", type=Path, help="JSON {file: caption} or TSV file<TAB>caption")
+    parser.add_argument("--server", help="upload through a running server's API instead, e.g. http://127.0.0.1:7000")
+    return parser.parse_args(argv)
+
+
+def run_local(args: argparse.Namespace, files: list[Path]) -> int:
+    from config import Settings
+    from webserver.errors import DomainError
+    from webserver.services.bulk import BulkIngest, load_captions
+    from webserver.services.container import build_services
+
+    settings = Settings()
+    collection = args.collection or settings.MILVUS_TABLE
+    try:
+        services = build_services(settings)
+        services.vectors.ping()  # fail now, with the lock hint, rather than after reading files
+        services.metadata.create_schema()
+        services.collections.ensure(collection)
+        services.collections.require_servable(collection)
+    except DomainError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        if "held by another process" in exc.detail:
+            print(f"hint: python scripts/insert_milvus.py {args.path} --collection {collection} "
+                  f"--server http://127.0.0.1:{settings.PORT}", file=sys.stderr)
+        return 2
+    ingest = BulkIngest(images=services.images, metadata=services.metadata, collection=collection,
+                        root=args.path, captions=load_captions(args.captions))
+    with tqdm(total=len(files), unit="img", desc=f"indexing into {collection}") as bar:
+        def progress(done: int, report) -> None:
+            bar.update(done)
+            bar.set_postfix(added=report.added, skipped=report.already_indexed, failed=len(report.failed))
+
+        try:
+            report = ingest.run(files, args.batch_size, on_batch=progress)
+        except DomainError as exc:
+            print(f"\nerror: {exc.detail} (re-run to resume: finished batches are kept)", file=sys.stderr)
+            return 1
+    for path, reason in report.failed:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    info = services.collections.describe(collection)
+    print(f"added {report.added}, already indexed {report.already_indexed}, failed {len(report.failed)}; "
+          f"{collection} now holds {info.metadata_count} images ({info.milvus_count} vectors)")
+    services.close()
+    return 0
+
+
+def run_remote(args: argparse.Namespace, files: list[Path]) -> int:
+    """Upload through a running server (which holds the stores); files are checked here first so one
+    bad file does not get a whole batch refused."""
+    import json
+
+    import httpx
+
+    from config import Settings
+    from webserver.errors import DomainError
+    from webserver.services.bulk import load_captions
+    from webserver.services.imaging import decode_image
+
+    settings = Settings()
+    collection = args.collection or settings.MILVUS_TABLE
+    captions = load_captions(args.captions)
+    added = duplicates = failed = 0
+    with httpx.Client(base_url=args.server, timeout=300) as client, \
+            tqdm(total=len(files), unit="img", desc=f"uploading to {collection}") as bar:
+        created = client.post("/collections", json={"name": collection})
+        if created.status_code not in (201, 409):
+            print(f"error: {created.status_code} {created.text}", file=sys.stderr)
+            return 1
+        for start in range(0, len(files), args.batch_size):
+            parts, caption_list, meta_list = [], [], []
+            for path in files[start:start + args.batch_size]:
+                data = path.read_bytes()
+                try:
+                    decode_image(data, name=str(path), max_bytes=settings.MAX_UPLOAD_BYTES,
+                                 max_pixels=settings.MAX_IMAGE_PIXELS)
+                except DomainError as exc:
+                    failed += 1
+                    tqdm.write(f"skipped {path}: {exc.detail}", file=sys.stderr)
+                    continue
+                relative = path.relative_to(args.path).as_posix()
+                parts.append(("files", (path.name, data)))
+                caption_list.append(captions.get(relative) or captions.get(path.name) or "")
+                folder = Path(relative).parent.as_posix()
+                meta_list.append(json.dumps({"folder": folder} if folder != "." else {}))
+            if parts:
+                response = client.post(f"/collections/{collection}/images", files=parts,
+                                       data={"captions": caption_list, "metadata": meta_list})
+                if response.status_code != 201:
+                    print(f"\nerror: {response.status_code} {response.text}", file=sys.stderr)
+                    return 1
+                items = response.json()["items"]
+                duplicates += sum(item["duplicate"] for item in items)
+                added += sum(not item["duplicate"] for item in items)
+            bar.update(min(args.batch_size, len(files) - start))
+            bar.set_postfix(added=added, skipped=duplicates, failed=failed)
+    print(f"added {added}, already indexed {duplicates}, failed {failed}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.path.is_dir():
+        print(f"error: {args.path} is not a folder", file=sys.stderr)
+        return 2
+    from webserver.services.bulk import find_image_files
+
+    files = find_image_files(args.path)
+    return run_remote(args, files) if args.server else run_local(args, files)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

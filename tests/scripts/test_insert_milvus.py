@@ -1,0 +1,101 @@
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.scripts.helpers import run_script, script_env, write_image_folder
+from tests.servers import free_port, wait_for_port
+
+
+def counts(data_dir, collection="images"):
+    """(metadata rows, distinct digests, Milvus vectors). Milvus is read from a child process: an
+    embedded Lite file stays locked by the process that opened it until that process exits."""
+    with sqlite3.connect(data_dir / "metadata.db") as db:
+        rows = db.execute("SELECT COUNT(*), COUNT(DISTINCT sha256) FROM images WHERE collection = ?",
+                          (collection,)).fetchone()
+    code = ("import sys; from pymilvus import MilvusClient; c = MilvusClient(sys.argv[1]); "
+            "print(c.query(sys.argv[2], filter='', output_fields=['count(*)'])[0]['count(*)'])")
+    milvus = subprocess.run([sys.executable, "-c", code, str(data_dir / "milvus.db"), collection],
+                            capture_output=True, text=True, check=True).stdout.split()[-1]
+    return rows[0], rows[1], int(milvus)
+
+
+def test_indexes_a_folder_with_captions_and_skips_bad_files(tmp_path, clip_checkpoint):
+    folder = tmp_path / "images"
+    paths = write_image_folder(folder, 30)
+    captions = tmp_path / "captions.tsv"
+    captions.write_text(f"{paths[0].relative_to(folder).as_posix()}\ta first caption\n")
+    env = script_env(tmp_path / "data", clip_checkpoint)
+    result = run_script("insert_milvus.py", str(folder), "--collection", "fashion", "--batch-size", "8",
+                        "--captions", str(captions), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "added 30" in result.stdout and "failed 2" in result.stdout
+    assert "broken.png" in result.stderr and "empty.jpg" in result.stderr
+    assert counts(tmp_path / "data", "fashion") == (30, 30, 30)
+    with sqlite3.connect(tmp_path / "data" / "metadata.db") as db:
+        caption, meta = db.execute("SELECT caption, meta FROM images WHERE filename = ?", (paths[0].name,)).fetchone()
+    assert caption == "a first caption" and paths[0].parent.name in meta
+
+    again = run_script("insert_milvus.py", str(folder), "--collection", "fashion", env=env)
+    assert "added 0, already indexed 30" in again.stdout
+    assert counts(tmp_path / "data", "fashion") == (30, 30, 30)
+
+
+def test_a_run_killed_half_way_and_restarted_indexes_everything_once(tmp_path, clip_checkpoint):
+    folder, data_dir = tmp_path / "images", tmp_path / "data"
+    total = len(write_image_folder(folder, 600))
+    env = script_env(data_dir, clip_checkpoint)
+    process = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "insert_milvus.py"), str(folder),
+                                "--batch-size", "2"], env=env, cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    indexed_at_kill = 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with sqlite3.connect(data_dir / "metadata.db", timeout=1) as db:
+                indexed_at_kill = db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+        except sqlite3.Error:
+            indexed_at_kill = 0
+        if indexed_at_kill >= 40:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL, "the loader finished before it could be killed"
+    assert 40 <= indexed_at_kill < total
+
+    result = run_script("insert_milvus.py", str(folder), "--batch-size", "16", env=env)
+    assert result.returncode == 0, result.stderr
+    assert counts(data_dir) == (total, total, total)
+
+
+def test_server_mode_and_the_lock_hint(tmp_path, clip_checkpoint):
+    folder, data_dir, port = tmp_path / "images", tmp_path / "data", free_port()
+    write_image_folder(folder, 20)
+    env = script_env(data_dir, clip_checkpoint, PORT=str(port), HOST="127.0.0.1")
+    server = subprocess.Popen([sys.executable, str(ROOT / "main.py")], env=env, cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, 90)
+        locked = run_script("insert_milvus.py", str(folder), env=env)
+        assert locked.returncode == 2
+        assert "held by another process" in locked.stderr and f"--server http://127.0.0.1:{port}" in locked.stderr
+
+        uploaded = run_script("insert_milvus.py", str(folder), "--server", f"http://127.0.0.1:{port}",
+                              "--batch-size", "8", env=env)
+        assert uploaded.returncode == 0, uploaded.stderr
+        assert "added 20, already indexed 0, failed 2" in uploaded.stdout
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+    assert counts(data_dir) == (20, 20, 20)
+
+
+@pytest.mark.parametrize("args, words", [(["/nonexistent"], "not a folder")])
+def test_a_missing_folder_is_a_clear_error(tmp_path, clip_checkpoint, args, words):
+    result = run_script("insert_milvus.py", *args, env=script_env(tmp_path / "data", clip_checkpoint))
+    assert result.returncode == 2 and words in result.stderr

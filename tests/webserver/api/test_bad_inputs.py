@@ -1,0 +1,93 @@
+"""Bad input always gets a 4xx with a `detail` a person can act on, never a 500, and stores nothing."""
+import io
+
+import pytest
+from PIL import Image
+
+from tests.images import sample_pngs
+from tests.webserver.api.helpers import upload
+
+
+def png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (width, height)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+GOOD = sample_pngs(1)[0][0]
+
+
+@pytest.mark.parametrize("name, data, status, words", [
+    ("notes.txt", b"hello, not an image", 415, "not an image"),
+    ("cut.png", GOOD[: len(GOOD) // 2], 400, "truncated"),
+    ("empty.png", b"", 400, "empty"),
+    ("huge.png", png(8000, 6000), 413, "pixel"),
+])
+def test_bad_files_are_refused_and_nothing_is_stored(client, name, data, status, words):
+    files = [("files", ("ok.png", GOOD, "image/png")), ("files", (name, data, "image/png"))]
+    response = client.post("/collections/images/images", files=files)
+    assert response.status_code == status, response.text
+    assert words in response.json()["detail"] and name in response.json()["detail"]
+    assert client.get("/collections/images").json()["metadata_count"] == 0
+
+
+def test_an_upload_over_the_byte_limit_is_413(make_client):
+    client = make_client(MAX_UPLOAD_BYTES=1000)
+    response = client.post("/collections/images/images", files=[("files", ("a.png", GOOD + b"\0" * 1000, "image/png"))])
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize("data, status", [
+    ({"metadata": ["not json"]}, 400),
+    ({"metadata": ["[1, 2]"]}, 400),
+    ({"captions": ["one", "two"]}, 400),
+])
+def test_bad_form_fields_are_400(client, data, status):
+    response = client.post("/collections/images/images", files=[("files", ("a.png", GOOD, "image/png"))], data=data)
+    assert response.status_code == status and response.json()["detail"]
+
+
+def test_unknown_collection_and_image_are_404(client):
+    assert client.get("/collections/nope").status_code == 404
+    assert client.post("/collections/nope/images", files=[("files", ("a.png", GOOD, "image/png"))]).status_code == 404
+    assert client.post("/search", data={"collection": "nope", "text": "x"}).status_code == 404
+    assert client.get("/images/999").status_code == 404
+    assert client.delete("/images/999").status_code == 404
+    assert client.post("/search", data={"image_id": 999}).status_code == 404
+
+
+@pytest.mark.parametrize("name", ["", "1abc", "a-b", "x" * 65, "../etc", "a b"])
+def test_bad_collection_names_are_4xx(client, name):
+    assert client.post("/collections", json={"name": name}).status_code in (400, 422)
+
+
+def test_creating_a_collection_twice_is_409(client):
+    assert client.post("/collections", json={"name": "images"}).status_code == 409
+
+
+@pytest.mark.parametrize("fields, status", [
+    ({"text": "x", "top_k": 0}, 422), ({"text": "x", "top_k": 1001}, 422), ({"text": "x", "top_k": "ten"}, 422),
+    ({"text": "x", "offset": -1}, 422),
+    ({"text": "x", "filter": "{bad json"}, 400), ({"text": "x", "filter": '["a"]'}, 400),
+    ({"text": "x", "filter": '{"a b": 1}'}, 400), ({"text": "x", "filter": '{"k": [1, 2]}'}, 400),
+    ({}, 400), ({"text": "   "}, 400),
+])
+def test_bad_search_parameters_are_4xx(client, fields, status):
+    upload(client, "images", 2)
+    response = client.post("/search", data=fields)
+    assert response.status_code == status, response.text
+    assert response.json()["detail"]
+
+
+def test_bad_query_images_are_4xx(client):
+    upload(client, "images", 2)
+    response = client.post("/search", files={"image": ("q.txt", b"text", "text/plain")})
+    assert response.status_code == 415
+    both = client.post("/search", data={"image_id": 1}, files={"image": ("q.png", GOOD, "image/png")})
+    assert both.status_code == 400
+
+
+def test_composed_search_is_refused_clearly_until_tirg_collections_exist(client):
+    upload(client, "images", 2)
+    response = client.post("/search", data={"text": "make it red"}, files={"image": ("q.png", GOOD, "image/png")})
+    assert response.status_code == 501 and "TIRG" in response.json()["detail"]

@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import TINY_MODEL
+from tests.images import sample_images
+from webserver.encoders.clip import ClipEncoder, _hub_reachable, describe_weights
+from webserver.errors import EncoderLoadError
+
+
+def test_vectors_are_unit_length_with_the_model_dimension(encoder):
+    images = [image for image, _ in sample_images(3)]
+    image_vectors = encoder.encode_images(images)
+    text_vectors = encoder.encode_texts(["a dress", "an ankle boot"])
+    assert image_vectors.shape == (3, encoder.dimension) and text_vectors.shape == (2, encoder.dimension)
+    np.testing.assert_allclose(np.linalg.norm(image_vectors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(text_vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_batching_does_not_change_vectors(encoder):
+    images = [image for image, _ in sample_images(20)]  # batch size 16: two batches
+    together = encoder.encode_images(images)
+    alone = np.stack([encoder.encode_images([image])[0] for image in images[:3]])
+    np.testing.assert_allclose(together[:3], alone, atol=1e-5)
+    assert not np.allclose(together[0], together[1])
+
+
+def test_encoder_id_follows_the_weights_not_the_file_name(clip_checkpoint, tmp_path):
+    copy = tmp_path / "renamed.pt"
+    copy.write_bytes(clip_checkpoint.read_bytes())
+    assert describe_weights(TINY_MODEL, str(copy)) == describe_weights(TINY_MODEL, str(clip_checkpoint))
+    other = tmp_path / "other.pt"
+    torch.save({"state_dict": {}}, other)
+    assert describe_weights(TINY_MODEL, str(other)) != describe_weights(TINY_MODEL, str(clip_checkpoint))
+    assert describe_weights("ViT-B-32", "openai") == "open_clip/ViT-B-32/openai"
+
+
+@pytest.mark.parametrize("model, pretrained, words", [
+    ("no-such-model", "x.pt", "CLIP_MODEL"),
+    (TINY_MODEL, "/nonexistent/weights.pt", "no such checkpoint"),
+    (TINY_MODEL, "", "CLIP_PRETRAINED is empty"),
+])
+def test_bad_model_settings_fail_with_a_message_naming_the_setting(model, pretrained, words):
+    with pytest.raises(EncoderLoadError, match=words):
+        ClipEncoder(model, pretrained, device="cpu")
+
+
+@pytest.mark.skipif(_hub_reachable(), reason="the model hub is reachable: the tag would download")
+def test_a_pretrained_tag_offline_fails_fast_naming_the_setting():
+    with pytest.raises(EncoderLoadError, match="CLIP_PRETRAINED='openai'.*local checkpoint"):
+        ClipEncoder("ViT-B-32", "openai", device="cpu")

@@ -1,0 +1,95 @@
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.servers import free_port
+from webserver.errors import InvalidInput, StoreUnavailable
+from webserver.stores.vectors import DataDirLocked, VectorStore, build_filter
+
+
+@pytest.fixture(params=["lite", "server"])
+def store(request, make_settings):
+    settings = make_settings(milvus=request.param)
+    settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+    store = VectorStore(settings.milvus_uri)
+    store.create_collection(settings.MILVUS_TABLE, 8)
+    yield store, settings.MILVUS_TABLE
+    store.drop_collection(settings.MILVUS_TABLE)
+    store.close()
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def filled(store):
+    vectors, name = store
+    data = unit(np.random.default_rng(0).normal(size=(20, 8)).astype(np.float32))
+    metas = [{"label": "dress" if i % 2 else "shoe", "n": i, "odd": bool(i % 2)} for i in range(20)]
+    vectors.upsert(name, list(range(1, 21)), data, metas)
+    return vectors, name, data
+
+
+def test_writes_are_visible_at_once_and_search_ranks_by_cosine(filled):
+    vectors, name, data = filled
+    assert vectors.count(name) == 20
+    hits = vectors.search(name, data[4], limit=5)
+    assert hits[0].id == 5 and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    expected = np.argsort(-(data @ data[4]))[:5] + 1
+    assert [h.id for h in hits] == list(expected)
+
+
+def test_filters_and_exclusion_run_inside_milvus(filled):
+    vectors, name, data = filled
+    hits = vectors.search(name, data[1], limit=20, expression=build_filter({"label": "dress"}, exclude_id=2))
+    assert {h.id for h in hits} == {i + 1 for i in range(20) if i % 2} - {2}
+    assert {h.id for h in vectors.search(name, data[0], limit=20, expression=build_filter({"n": 3}))} == {4}
+    assert len(vectors.search(name, data[0], limit=20, expression=build_filter({"odd": False}))) == 10
+
+
+def test_quotes_in_filter_values_stay_literal(filled):
+    vectors, name, data = filled
+    injection = build_filter({"label": 'x" or meta["n"] >= 0 or meta["label"] == "y'})
+    assert vectors.search(name, data[0], limit=20, expression=injection) == []
+
+
+def test_upsert_replaces_and_delete_removes(filled):
+    vectors, name, data = filled
+    vectors.upsert(name, [1], data[1:2], [{}])
+    assert vectors.count(name) == 20
+    np.testing.assert_allclose(vectors.get_vectors(name, [1])[1], data[1], atol=1e-6)
+    vectors.delete(name, [1, 2])
+    assert vectors.count(name) == 18
+
+
+@pytest.mark.parametrize("bad", [{"a b": 1}, {"k": [1]}, {"k": {"x": 1}}, {"k": "\n"}, {"k": float("nan")},
+                                 {f"k{i}": i for i in range(17)}])
+def test_bad_filters_are_refused(bad):
+    with pytest.raises(InvalidInput):
+        build_filter(bad)
+
+
+def test_a_dead_server_is_unavailable_quickly():
+    store = VectorStore(f"http://127.0.0.1:{free_port()}", timeout_s=2)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        store.ping()
+    assert time.monotonic() - started < 15
+
+
+def test_a_lite_file_held_by_another_process_is_named_as_such(tmp_path):
+    path = tmp_path / "milvus.db"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pymilvus import MilvusClient; "
+        f"MilvusClient({str(path)!r}).list_collections(); print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(DataDirLocked, match="held by another process"):
+            VectorStore(str(path)).ping()
+    finally:
+        holder.kill()

@@ -1,0 +1,118 @@
+"""Bulk indexing of a folder of images, for scripts/insert_milvus.py.
+
+Shaped as reader -> encoder -> writer: a thread pool reads, hashes and decodes batch N+1 while the model
+encodes batch N; each batch is written through ImageService (one transaction per batch), and images
+already in the collection (by sha256) are skipped before decoding. So a run that is killed and
+restarted ends with every image exactly once.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+from webserver.errors import DomainError
+from webserver.services.images import ImageService, PreparedImage, Upload
+from webserver.stores.metadata import MetadataStore
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def find_image_files(root: Path) -> list[Path]:
+    """Every file with an image suffix under root, recursively, in a stable order."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_captions(path: Path | None) -> dict[str, str]:
+    """A JSON object {relative path or file name: caption}, or TSV lines `path<TAB>caption`."""
+    if path is None:
+        return {}
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a JSON object mapping file names to captions")
+        return {str(k): str(v) for k, v in data.items()}
+    pairs = (line.split("\t", 1) for line in text.splitlines() if "\t" in line)
+    return {key.strip(): caption.strip() for key, caption in pairs}
+
+
+@dataclass
+class BulkReport:
+    added: int = 0
+    already_indexed: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _ReadBatch:
+    prepared: list[PreparedImage]
+    already_indexed: int
+    failed: list[tuple[str, str]]
+
+
+class BulkIngest:
+    def __init__(self, *, images: ImageService, metadata: MetadataStore, collection: str, root: Path,
+                 captions: dict[str, str] | None = None, read_workers: int = 2):
+        self.images = images
+        self.metadata = metadata
+        self.collection = collection
+        self.root = root
+        self.captions = captions or {}
+        self.read_workers = read_workers
+
+    def run(self, files: Sequence[Path], batch_size: int,
+            on_batch: Callable[[int, BulkReport], None] | None = None) -> BulkReport:
+        """`on_batch(files_done, report)` is called after each batch (progress bars, logs)."""
+        report = BulkReport()
+        batches = [files[i:i + batch_size] for i in range(0, len(files), batch_size)]
+        with ThreadPoolExecutor(max_workers=self.read_workers) as pool:
+            for batch, read in zip(batches, self._read_ahead(pool, batches)):
+                result = read.result()
+                report.already_indexed += result.already_indexed
+                report.failed.extend(result.failed)
+                if result.prepared:
+                    added = self.images.add_prepared(self.collection, result.prepared)
+                    report.added += sum(not item.duplicate for item in added)
+                    report.already_indexed += sum(item.duplicate for item in added)
+                if on_batch:
+                    on_batch(len(batch), report)
+        return report
+
+    def _read_ahead(self, pool: ThreadPoolExecutor, batches: Iterable[Sequence[Path]]) -> Iterator[Future]:
+        """Keep one batch being read while the caller encodes and writes the previous one."""
+        pending: list[Future] = []
+        for batch in batches:
+            pending.append(pool.submit(self._read_batch, batch))
+            if len(pending) > 1:
+                yield pending.pop(0)
+        yield from pending
+
+    def _read_batch(self, paths: Sequence[Path]) -> _ReadBatch:
+        raw, failed = [], []
+        for path in paths:
+            try:
+                data = path.read_bytes()
+                raw.append((path, data, hashlib.sha256(data).hexdigest()))
+            except OSError as exc:
+                failed.append((str(path), f"unreadable: {exc}"))
+        indexed = self.metadata.find_by_sha256(self.collection, [sha for _, _, sha in raw])
+        prepared = []
+        for path, data, sha in raw:
+            if sha in indexed:
+                continue
+            try:
+                prepared.append(self.images.prepare(self._upload(path, data)))
+            except DomainError as exc:
+                failed.append((str(path), exc.detail))
+        return _ReadBatch(prepared, sum(sha in indexed for _, _, sha in raw), failed)
+
+    def _upload(self, path: Path, data: bytes) -> Upload:
+        relative = path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else path.name
+        caption = self.captions.get(relative) or self.captions.get(path.name)
+        folder = Path(relative).parent.as_posix()
+        meta = {"folder": folder} if folder not in ("", ".") else {}
+        return Upload(data=data, filename=path.name, caption=caption, meta=meta)
