@@ -80,6 +80,8 @@ class BulkIngest:
                     report.already_indexed += sum(item.duplicate for item in added)
                 if on_batch:
                     on_batch(len(batch), report)
+        if report.added:
+            self.images.vectors.flush(self.collection)
         return report
 
     def _read_ahead(self, pool: ThreadPoolExecutor, batches: Iterable[Sequence[Path]]) -> Iterator[Future]:

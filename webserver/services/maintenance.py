@@ -27,6 +27,7 @@ def reindex(services: Services, collection: str, *, batch_size: int = 64,
         encoded += len(batch)
         if on_batch:
             on_batch(len(batch))
+    services.vectors.flush(collection)
     services.metadata.set_collection_encoder(collection, encoder_id=services.encoder.encoder_id,
                                              dimension=services.encoder.dimension)
     return encoded

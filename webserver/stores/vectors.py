@@ -23,6 +23,7 @@ VECTOR_FIELD = "vector"
 META_FIELD = "meta"
 FILTER_KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAX_FILTER_TERMS = 16
+FLUSH_EVERY_ROWS = 5000
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class VectorStore:
         self._client = None
         self._connect_lock = threading.Lock()
         self._loaded: set[str] = set()
+        self._unflushed: dict[str, int] = {}
 
     # -- connection --------------------------------------------------------------------------
     @property
@@ -199,6 +201,16 @@ class VectorStore:
                 for i, v, m in zip(ids, vectors, metas, strict=True)]
         if rows:
             self._call("writing vectors", lambda c: c.upsert(name, rows))
+            self._unflushed[name] = self._unflushed.get(name, 0) + len(rows)
+            if self._unflushed[name] >= FLUSH_EVERY_ROWS:
+                self.flush(name)
+
+    def flush(self, name: str) -> None:
+        """Seal freshly written rows into indexed segments. Searching rows that are still in Milvus
+        Lite's growing segment was ~8x slower here (10k rows: ~150 ms vs ~20 ms), so bulk writers flush
+        at the end and the store flushes by itself every FLUSH_EVERY_ROWS rows."""
+        self._unflushed[name] = 0
+        self._call("flushing", lambda c: c.flush(name))
 
     def delete(self, name: str, ids: Sequence[int]) -> None:
         if ids:
