@@ -5,7 +5,6 @@ open_clip before loading, so they are named like the built-in ones.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import socket
 import threading
@@ -51,8 +50,11 @@ class ClipEncoder:
         register_model_configs()
         self.device = pick_device(device)
         self.batch_size = batch_size
-        self._autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+        # bf16 weights and activations, not autocast: ~3.4x faster than fp32 for ViT-B-32 on this CPU
+        # (AVX-512 BF16), where autocast was no faster than fp32.
+        self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         self.model, self.preprocess, self.tokenizer = _load(model_name, pretrained, self.device)
+        self.model.to(self.dtype)
         self.encoder_id = describe_weights(model_name, pretrained)
         # One forward pass at a time: torch already uses every core for one batch.
         self._lock = threading.Lock()
@@ -60,11 +62,6 @@ class ClipEncoder:
 
     def _probe_dimension(self) -> int:
         return self.encode_texts(["probe"]).shape[1]
-
-    def _autocast(self):
-        if self._autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device, dtype=self._autocast_dtype)
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         batches = [images[i:i + self.batch_size] for i in range(0, len(images), self.batch_size)]
@@ -78,13 +75,13 @@ class ClipEncoder:
 
     def _encode_image_batch(self, images: Sequence[Image.Image]) -> np.ndarray:
         pixels = torch.stack([self.preprocess(image.convert("RGB")) for image in images])
-        with self._lock, torch.inference_mode(), self._autocast():
-            features = self.model.encode_image(pixels.to(self.device), normalize=True)
+        with self._lock, torch.inference_mode():
+            features = self.model.encode_image(pixels.to(self.device, self.dtype), normalize=True)
         return _to_unit_numpy(features)
 
     def _encode_text_batch(self, texts: list[str]) -> np.ndarray:
         tokens = self.tokenizer(texts)
-        with self._lock, torch.inference_mode(), self._autocast():
+        with self._lock, torch.inference_mode():
             features = self.model.encode_text(tokens.to(self.device), normalize=True)
         return _to_unit_numpy(features)
 

@@ -49,3 +49,12 @@ def test_bad_model_settings_fail_with_a_message_naming_the_setting(model, pretra
 def test_a_pretrained_tag_offline_fails_fast_naming_the_setting():
     with pytest.raises(EncoderLoadError, match="CLIP_PRETRAINED='openai'.*local checkpoint"):
         ClipEncoder("ViT-B-32", "openai", device="cpu")
+
+
+def test_bf16_vectors_agree_with_fp32(clip_checkpoint, encoder):
+    fast = ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu", precision="bf16")
+    images = [image for image, _ in sample_images(4)]
+    low, full = fast.encode_images(images), encoder.encode_images(images)
+    np.testing.assert_allclose(np.linalg.norm(low, axis=1), 1.0, atol=1e-5)
+    assert np.min(np.sum(low * full, axis=1)) > 0.98
+    assert fast.encoder_id == encoder.encoder_id  # same weights, same vector space
