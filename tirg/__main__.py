@@ -1,0 +1,5 @@
+import sys
+
+from tirg.main import main
+
+sys.exit(main())

@@ -1,0 +1,64 @@
+"""Retrieval evaluation, the paper's protocol: the gallery is every image of the split, the query's
+own image is excluded, and a hit at K is any of the top K with the target's label."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tirg.data import CSSDataset, ImageNormalizer, Query
+from tirg.models import ComposeModel
+
+RECALL_AT = (1, 5, 10, 50, 100)
+
+
+@torch.inference_mode()
+def gallery_features(model: ComposeModel, dataset: CSSDataset, normalizer: ImageNormalizer,
+                     batch_size: int = 256) -> torch.Tensor:
+    parts = [model.target_features(normalizer(dataset.images[i:i + batch_size]))
+             for i in range(0, len(dataset), batch_size)]
+    return F.normalize(torch.cat(parts).float(), dim=1)
+
+
+@torch.inference_mode()
+def query_features(model: ComposeModel, dataset: CSSDataset, queries: Sequence[Query],
+                   normalizer: ImageNormalizer, batch_size: int = 256) -> torch.Tensor:
+    parts = []
+    for i in range(0, len(queries), batch_size):
+        chunk = queries[i:i + batch_size]
+        images = normalizer(dataset.images[[q.source for q in chunk]])
+        parts.append(model.compose_img_text(images, [q.text for q in chunk]))
+    return F.normalize(torch.cat(parts).float(), dim=1)
+
+
+def recall_at_k(queries_feat: torch.Tensor, gallery_feat: torch.Tensor, sources: np.ndarray,
+                target_labels: np.ndarray, gallery_labels: np.ndarray,
+                ks: Sequence[int] = RECALL_AT, chunk: int = 1024) -> dict[str, float]:
+    """Recall@K in percent."""
+    top = max(ks)
+    hits = {k: 0 for k in ks}
+    labels = torch.as_tensor(gallery_labels)
+    for start in range(0, len(queries_feat), chunk):
+        sims = queries_feat[start:start + chunk] @ gallery_feat.t()
+        rows = torch.arange(len(sims))
+        sims[rows, torch.as_tensor(sources[start:start + chunk])] = -float("inf")
+        ranked = labels[sims.topk(min(top, sims.shape[1]), dim=1).indices]
+        match = ranked == torch.as_tensor(target_labels[start:start + chunk])[:, None]
+        for k in ks:
+            hits[k] += int(match[:, :k].any(dim=1).sum())
+    return {f"R@{k}": 100.0 * hits[k] / len(queries_feat) for k in ks}
+
+
+def evaluate(model: ComposeModel, dataset: CSSDataset, normalizer: ImageNormalizer,
+             queries: Sequence[Query] | None = None) -> dict[str, float]:
+    was_training = model.training
+    model.eval()
+    queries = list(queries if queries is not None else dataset.queries)
+    gallery = gallery_features(model, dataset, normalizer)
+    composed = query_features(model, dataset, queries, normalizer)
+    model.train(was_training)
+    sources = np.array([q.source for q in queries])
+    targets = dataset.labels[[q.target for q in queries]]
+    return recall_at_k(composed, gallery, sources, targets, dataset.labels)

@@ -1,0 +1,133 @@
+"""Train and evaluate TIRG on CSS, with the reference's command line.
+
+    python -m tirg --dataset=css3d --dataset_path=./CSSDataset --num_iters=160000 \\
+        --model=tirg --loss=soft_triplet --comment=css3d_tirg
+
+Logs (tensorboard), the checkpoint and results.json go to ./runs/<timestamp><comment>.
+`--export DIR` writes DIR/img.npy (test gallery vectors, row i = image i), DIR/images/ and
+DIR/tirg.pt for the server; with `--checkpoint FILE --num_iters 0` it exports a trained model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sys
+from datetime import datetime
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python tirg/main.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import torch
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from tirg.models import MODEL_NAMES
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="css3d", choices=["css3d"])
+    parser.add_argument("--dataset_path", default="./CSSDataset")
+    parser.add_argument("--num_iters", type=int, default=160000)
+    parser.add_argument("--model", default="tirg", choices=MODEL_NAMES)
+    parser.add_argument("--loss", default="soft_triplet", choices=["soft_triplet", "batch_based_classification"])
+    parser.add_argument("--comment", default="")
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--learning_rate", type=float, default=1e-2)
+    parser.add_argument("--weight_decay", type=float, default=1e-6)
+    parser.add_argument("--learning_rate_decay_frequency", type=int, default=9_999_999)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--renderer", default="files", choices=["files", "2d", "3d"],
+                        help="files: the PNGs in images/; 2d/3d: draw each scene from its objects")
+    parser.add_argument("--backbone", default="resnet18", choices=["resnet18", "efficientnet_lite0"])
+    parser.add_argument("--image_size", type=int, default=64)
+    parser.add_argument("--embed_dim", type=int, default=512)
+    parser.add_argument("--eval_every", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--runs_dir", default="./runs")
+    parser.add_argument("--checkpoint", help="start from this checkpoint (config and vocabulary from it)")
+    parser.add_argument("--export", help="write img.npy, images/ and tirg.pt here after training")
+    return parser.parse_args(argv)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_split(args, split: str):
+    from tirg.data import CSSDataset
+
+    dataset = CSSDataset(args.dataset_path, split, args.image_size, load_images=args.renderer == "files")
+    if args.renderer != "files":
+        dataset.images = render_split(dataset, args.renderer, args.image_size)
+    return dataset
+
+
+def render_split(dataset, renderer: str, size: int) -> torch.Tensor:
+    from tirg.css.render import RENDERERS
+    from tirg.css.scene import Scene, SceneObject
+
+    draw = RENDERERS[renderer]
+    pixels = [np.asarray(draw(Scene(SceneObject.from_record(r) for r in objects), size, i))
+              for i, objects in enumerate(dataset.objects)]
+    return torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).contiguous()
+
+
+def build_model(args, train_set):
+    from tirg.checkpoint import load_model
+    from tirg.models import TirgConfig, create_model
+    from tirg.text import Vocabulary
+
+    if args.checkpoint:
+        return load_model(args.checkpoint)
+    config = TirgConfig(model=args.model, backbone=args.backbone, embed_dim=args.embed_dim,
+                        image_size=args.image_size)
+    return create_model(config, Vocabulary.build(train_set.texts()))
+
+
+def export(model, test_set, out: Path, device) -> None:
+    from tirg.checkpoint import save_checkpoint
+    from tirg.data import ImageNormalizer
+    from tirg.evaluate import gallery_features
+
+    out.mkdir(parents=True, exist_ok=True)
+    normalizer = ImageNormalizer(model.config.image_mean, model.config.image_std, device)
+    np.save(out / "img.npy", gallery_features(model.eval(), test_set, normalizer).cpu().numpy())
+    (out / "images").mkdir(exist_ok=True)
+    for i in range(len(test_set)):
+        shutil.copyfile(test_set.image_path(i), out / "images" / f"{i:06d}.png")
+    save_checkpoint(out / "tirg.pt", model)
+    print(f"exported {len(test_set)} gallery vectors, images and tirg.pt to {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from tirg.train import Trainer, TrainOptions
+
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    train_set, test_set = load_split(args, "train"), load_split(args, "test")
+    model = build_model(args, train_set).to(device)
+    run_dir = Path(args.runs_dir) / (datetime.now().strftime("%b%d_%H-%M-%S") + args.comment)
+    print(f"{args.model}: {len(train_set)} train / {len(test_set)} test images, {len(test_set.queries)} "
+          f"test queries, vocabulary {len(model.vocabulary)}, device {device}; logs in {run_dir}")
+    options = TrainOptions(num_iters=args.num_iters, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                           weight_decay=args.weight_decay, loss=args.loss, eval_every=args.eval_every,
+                           learning_rate_decay_frequency=args.learning_rate_decay_frequency, seed=args.seed)
+    result = Trainer(model, train_set, test_set, options, run_dir, device).run()
+    print(json.dumps({"test": result["test"], "train": result["train"], "wall_time_s": result["wall_time_s"]}))
+    if args.export:
+        export(model, test_set, Path(args.export), device)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
