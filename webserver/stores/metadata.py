@@ -55,20 +55,6 @@ class CollectionRecord:
 
 
 @dataclass(frozen=True)
-class ImageRecord:
-    id: int
-    collection: str
-    sha256: str
-    path: str
-    filename: str
-    caption: str | None
-    meta: dict[str, Any]
-    width: int
-    height: int
-    created: datetime
-
-
-@dataclass(frozen=True)
 class NewImage:
     sha256: str
     path: str
@@ -77,6 +63,13 @@ class NewImage:
     meta: dict[str, Any]
     width: int
     height: int
+
+
+@dataclass(frozen=True)
+class ImageRecord(NewImage):
+    id: int
+    collection: str
+    created: datetime
 
 
 def _now() -> datetime:
