@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
 
-    from tirg.css.generate import generate
+    from tirg.scenes.generate import generate
 
     with tqdm(total=args.train_images + args.test_images, unit="img", desc=f"rendering {args.renderer}") as bar:
         data = generate(args.out, train_images=args.train_images, test_images=args.test_images,

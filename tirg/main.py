@@ -69,8 +69,8 @@ def load_split(args, split: str):
 
 
 def render_split(dataset, renderer: str, size: int) -> torch.Tensor:
-    from tirg.css.render import RENDERERS
-    from tirg.css.scene import Scene, SceneObject
+    from tirg.scenes.render import RENDERERS
+    from tirg.scenes.scene import Scene, SceneObject
 
     draw = RENDERERS[renderer]
     pixels = [np.asarray(draw(Scene(SceneObject.from_record(r) for r in objects), size, i))

@@ -1,6 +1,6 @@
 import pytest
 
-from tirg.css.generate import generate
+from tirg.scenes.generate import generate
 
 
 @pytest.fixture(scope="session")

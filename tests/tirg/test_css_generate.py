@@ -1,7 +1,7 @@
 import json
 
-from tirg.css.generate import choose_held_out, generate
-from tirg.css.scene import Scene, SceneObject, apply_text, caption
+from tirg.scenes.generate import choose_held_out, generate
+from tirg.scenes.scene import Scene, SceneObject, apply_text, caption
 from tirg.data import DATA_FILE, read_css_file
 
 

@@ -3,8 +3,8 @@ import random
 
 import numpy as np
 
-from tirg.css.render import render_2d
-from tirg.css.scene import Scene, SceneObject
+from tirg.scenes.render import render_2d
+from tirg.scenes.scene import Scene, SceneObject
 from tirg.data import DATA_FILE, CSSDataset
 
 

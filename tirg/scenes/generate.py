@@ -25,8 +25,8 @@ from typing import Callable
 
 import numpy as np
 
-from tirg.css.render import RENDERERS
-from tirg.css.scene import COLORS, SHAPES, Scene, SceneObject, SceneSampler, caption, scene_key
+from tirg.scenes.render import RENDERERS
+from tirg.scenes.scene import COLORS, SHAPES, Scene, SceneObject, SceneSampler, caption, scene_key
 
 DATA_FILE = "css_toy_dataset_novel2_small.dup.npy"
 CHILDREN_PER_SCENE = 2
