@@ -57,3 +57,16 @@ def test_text_changes_the_tirg_query_but_not_the_image_only_one():
 def test_unknown_model_names_are_refused():
     with pytest.raises(ValueError, match="unknown model"):
         create_model(small_config("nope"), VOCAB)
+
+
+def test_the_pretrained_efficientnet_backbone_loads_offline_and_composes():
+    from tirg.image import create_image_encoder
+
+    pretrained = create_image_encoder("efficientnet_lite0", 32)
+    random_init = create_image_encoder("efficientnet_lite0", 32, pretrained=False)
+    first = next(pretrained.trunk.parameters())
+    assert not torch.allclose(first, next(random_init.trunk.parameters()))
+    config = TirgConfig(model="tirg", backbone="efficientnet_lite0", embed_dim=32, word_dim=16, lstm_dim=16)
+    model = create_model(config, VOCAB).eval()
+    with torch.no_grad():
+        assert model.compose_img_text(torch.randn(2, 3, 64, 64), ["add red cube to top-left"] * 2).shape == (2, 32)
