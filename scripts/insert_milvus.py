@@ -78,7 +78,7 @@ def run_remote(args: argparse.Namespace, files: list[Path]) -> int:
 
     from config import Settings
     from webserver.errors import DomainError
-    from webserver.services.bulk import load_captions
+    from webserver.services.bulk import load_captions, upload_for
     from webserver.services.imaging import decode_image
 
     settings = Settings()
@@ -102,11 +102,10 @@ def run_remote(args: argparse.Namespace, files: list[Path]) -> int:
                     failed += 1
                     tqdm.write(f"skipped {path}: {exc.detail}", file=sys.stderr)
                     continue
-                relative = path.relative_to(args.path).as_posix()
-                parts.append(("files", (path.name, data)))
-                caption_list.append(captions.get(relative) or captions.get(path.name) or "")
-                folder = Path(relative).parent.as_posix()
-                meta_list.append(json.dumps({"folder": folder} if folder != "." else {}))
+                upload = upload_for(path, data, args.path, captions)
+                parts.append(("files", (upload.filename, data)))
+                caption_list.append(upload.caption or "")
+                meta_list.append(json.dumps(upload.meta))
             if parts:
                 response = client.post(f"/collections/{collection}/images", files=parts,
                                        data={"captions": caption_list, "metadata": meta_list})

@@ -40,6 +40,16 @@ def load_captions(path: Path | None) -> dict[str, str]:
     return {key.strip(): caption.strip() for key, caption in pairs}
 
 
+def upload_for(path: Path, data: bytes, root: Path, captions: dict[str, str]) -> Upload:
+    """The upload for one file of the folder: its caption (by relative path, then by name) and its
+    sub-folder as `{"folder": ...}` metadata."""
+    relative = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+    caption = captions.get(relative) or captions.get(path.name)
+    folder = Path(relative).parent.as_posix()
+    meta = {"folder": folder} if folder not in ("", ".") else {}
+    return Upload(data=data, filename=path.name, caption=caption, meta=meta)
+
+
 @dataclass
 class BulkReport:
     added: int = 0
@@ -107,14 +117,7 @@ class BulkIngest:
             if sha in indexed:
                 continue
             try:
-                prepared.append(self.images.prepare(self._upload(path, data)))
+                prepared.append(self.images.prepare(upload_for(path, data, self.root, self.captions)))
             except DomainError as exc:
                 failed.append((str(path), exc.detail))
         return _ReadBatch(prepared, sum(sha in indexed for _, _, sha in raw), failed)
-
-    def _upload(self, path: Path, data: bytes) -> Upload:
-        relative = path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else path.name
-        caption = self.captions.get(relative) or self.captions.get(path.name)
-        folder = Path(relative).parent.as_posix()
-        meta = {"folder": folder} if folder not in ("", ".") else {}
-        return Upload(data=data, filename=path.name, caption=caption, meta=meta)
