@@ -45,6 +45,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image_size", type=int, default=64)
     parser.add_argument("--embed_dim", type=int, default=512)
     parser.add_argument("--eval_every", type=int, default=2000)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                        help="bf16: train and evaluate under bf16 autocast (weights stay fp32)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--runs_dir", default="./runs")
@@ -121,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
           f"test queries, vocabulary {len(model.vocabulary)}, device {device}; logs in {run_dir}")
     options = TrainOptions(num_iters=args.num_iters, batch_size=args.batch_size, learning_rate=args.learning_rate,
                            weight_decay=args.weight_decay, loss=args.loss, eval_every=args.eval_every,
+                           precision=args.precision,
                            learning_rate_decay_frequency=args.learning_rate_decay_frequency, seed=args.seed)
     result = Trainer(model, train_set, test_set, options, run_dir, device).run()
     print(json.dumps({"test": result["test"], "train": result["train"], "wall_time_s": result["wall_time_s"]}))

@@ -2,6 +2,7 @@
 evaluation on a fixed subset of training queries and on the whole test split."""
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
@@ -28,6 +29,7 @@ class TrainOptions:
     learning_rate_decay_frequency: int = 9_999_999
     loss: str = "soft_triplet"
     eval_every: int = 2000
+    precision: str = "fp32"  # "bf16": forward passes under bf16 autocast (1.3x faster on AVX-512 BF16 CPUs)
     train_eval_queries: int = 2000
     seed: int = 0
 
@@ -56,14 +58,20 @@ class Trainer:
         self.writer = SummaryWriter(log_dir=str(run_dir))
         self.history: list[dict] = []
 
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.options.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
     def step(self, iteration: int) -> float:
         for group in self.optimizer.param_groups:
             group["lr"] = _decayed_lr(self.options, iteration)
         batch = self.train_set.sample_queries(self.options.batch_size, self.rng)
         sources = self.normalizer(self.train_set.images[[q.source for q in batch]])
         targets = self.normalizer(self.train_set.images[[q.target for q in batch]])
-        queries, target_features = self.model.query_and_target(sources, [q.text for q in batch], targets)
-        loss = self.loss_fn(queries, target_features)
+        with self.autocast():
+            queries, target_features = self.model.query_and_target(sources, [q.text for q in batch], targets)
+        loss = self.loss_fn(queries.float(), target_features.float())
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at iteration {iteration}")
         self.optimizer.zero_grad(set_to_none=True)
@@ -72,8 +80,9 @@ class Trainer:
         return float(loss.item())
 
     def evaluate(self, iteration: int) -> dict:
-        train_recall = evaluate(self.model, self.train_set, self.normalizer, self.train_eval_queries)
-        test_recall = evaluate(self.model, self.test_set, self.normalizer)
+        with self.autocast():
+            train_recall = evaluate(self.model, self.train_set, self.normalizer, self.train_eval_queries)
+            test_recall = evaluate(self.model, self.test_set, self.normalizer)
         for name, recalls in (("train", train_recall), ("test", test_recall)):
             for key, value in recalls.items():
                 self.writer.add_scalar(f"{name}/{key}", value, iteration)
