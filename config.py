@@ -20,7 +20,9 @@ class Settings(BaseSettings):
     MILVUS_HOST: str | None = None
     MILVUS_PORT: int = 19530
     MILVUS_TOKEN: str | None = None
-    MILVUS_TABLE: str = Field("images", description="default collection, created at startup")
+    MILVUS_TABLE: str = Field("images", description="default (CLIP) collection, created at startup")
+    TIRG_TABLE: str = Field("scenes", description="default TIRG collection, created at startup when "
+                                                  "TIRG_CHECKPOINT is set; composed queries go here by default")
     MILVUS_INDEX_TYPE: str | None = Field(None, description="default: AUTOINDEX on Lite, HNSW on a server")
     MILVUS_TIMEOUT_S: float = 10.0
 
@@ -37,9 +39,13 @@ class Settings(BaseSettings):
     CLIP_PRETRAINED: str = Field("openai", description="open_clip tag (needs network) or local checkpoint")
     CLIP_PRECISION: Literal["fp32", "bf16"] = "fp32"
     ENCODE_BATCH_SIZE: int = Field(32, ge=1, le=1024)
+    TIRG_CHECKPOINT: Path | None = Field(
+        None, description="a tirg checkpoint (python -m tirg ... --export DIR writes DIR/tirg.pt): enables "
+                          "TIRG collections, which answer image and composed (image + text) queries")
 
     HOST: str = "0.0.0.0"
     PORT: int = 7000
+    LOG_FORMAT: Literal["json", "text"] = Field("json", description="json: one object per line, with request_id")
 
     MAX_UPLOAD_BYTES: int = Field(20 * 1024 * 1024, ge=1)
     MAX_IMAGE_PIXELS: int = Field(40_000_000, ge=1)

@@ -56,8 +56,8 @@ def bench_ingest(services, count: int) -> dict:
                for i, (data, label) in enumerate(sample_pngs(count))]
     prepared = [services.images.prepare(u) for u in uploads]
     images = [p.decoded.image for p in prepared]
-    services.encoder.encode_images(images[:32])  # warm-up
-    encode_ms = timed(lambda: services.encoder.encode_images(images))
+    services.encoders.clip.encode_images(images[:32])  # warm-up
+    encode_ms = timed(lambda: services.encoders.clip.encode_images(images))
     services.collections.ensure("bench_ingest")
     batch = 64
     ingest_ms = timed(lambda: [services.images.add_prepared("bench_ingest", prepared[i:i + batch])
@@ -86,13 +86,14 @@ def bench_search(services, sizes: list[int], queries: int, top_k: int) -> list[d
 
     texts = [f"a photo of a {label}" for _, label in sample_images(queries)]
     images = [image for image, _ in sample_images(queries, start=1000)]
-    text_ms = [timed(lambda t=t: services.encoder.encode_texts([t])) for t in texts]
-    image_ms = [timed(lambda i=i: services.encoder.encode_images([i])) for i in images]
-    query_vectors = {"text": services.encoder.encode_texts(texts), "image": services.encoder.encode_images(images)}
+    clip = services.encoders.clip
+    text_ms = [timed(lambda t=t: clip.encode_texts([t])) for t in texts]
+    image_ms = [timed(lambda i=i: clip.encode_images([i])) for i in images]
+    query_vectors = {"text": clip.encode_texts(texts), "image": clip.encode_images(images)}
     rows = []
     for size in sizes:
         name = f"bench_{size}"
-        matrix = fill_synthetic(services, name, size, services.encoder.dimension)
+        matrix = fill_synthetic(services, name, size, services.encoders.clip.dimension)
         for kind, vectors in query_vectors.items():
             services.vectors.search(name, vectors[0], limit=top_k)  # warm-up / load
             milvus = [timed(lambda v=v: services.vectors.search(name, v, limit=top_k)) for v in vectors]
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                             CLIP_PRETRAINED=str(weights), CLIP_PRECISION=args.precision, DEVICE="cpu")
         services = build_services(settings)
         services.metadata.create_schema()
-        result = {"model": args.model, "precision": args.precision, "dimension": services.encoder.dimension,
+        result = {"model": args.model, "precision": args.precision, "dimension": services.encoders.clip.dimension,
                   "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
                   "ingest": bench_ingest(services, args.images),
                   "search": bench_search(services, args.sizes, args.queries, args.top_k)}

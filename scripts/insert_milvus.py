@@ -1,7 +1,13 @@
 """Index a folder of images (recursively) into a collection.
 
-    python scripts/insert_milvus.py PATH --collection NAME [--batch-size N] [--captions FILE]
+    python scripts/insert_milvus.py PATH --collection NAME [--encoder clip|tirg] [--batch-size N] [--captions FILE]
     python scripts/insert_milvus.py PATH --collection NAME --server http://127.0.0.1:7000
+    python scripts/insert_milvus.py ./tirg/css        # the seed's layout: img.npy + images/000000.png ...
+
+A folder holding img.npy (what `python -m tirg ... --export DIR` writes: row i is the vector of
+images/%06d.png) goes into a TIRG collection (TIRG_TABLE) with those vectors, after a check on a few
+images that they are what the server's TIRG_CHECKPOINT makes. A captions.json in PATH is used when
+--captions is not given.
 
 Re-running is safe: images already in the collection (same bytes) are skipped, so a killed run,
 restarted, ends with every image exactly once. Unreadable files are reported and skipped.
@@ -21,27 +27,39 @@ from tqdm import tqdm
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("path", type=Path, help="folder of images (searched recursively)")
-    parser.add_argument("--collection", help="collection name (default: the MILVUS_TABLE setting)")
+    parser.add_argument("--collection", help="collection name (default: MILVUS_TABLE, or TIRG_TABLE for tirg)")
+    parser.add_argument("--encoder", choices=["clip", "tirg"],
+                        help="kind of a new collection: clip (text + image queries) or tirg (image + composed "
+                             "queries; needs TIRG_CHECKPOINT). Default: tirg for a folder with img.npy, else clip")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--captions", type=Path, help="JSON {file: caption} or TSV file<TAB>caption")
     parser.add_argument("--server", help="upload through a running server's API instead, e.g. http://127.0.0.1:7000")
     return parser.parse_args(argv)
 
 
+def default_collection(args: argparse.Namespace, settings) -> str:
+    return args.collection or (settings.TIRG_TABLE if args.encoder == "tirg" else settings.MILVUS_TABLE)
+
+
 def run_local(args: argparse.Namespace, files: list[Path]) -> int:
     from config import Settings
     from webserver.errors import DomainError
-    from webserver.services.bulk import BulkIngest, load_captions
+    from webserver.services.bulk import BulkIngest, PrecomputedVectors, load_captions
     from webserver.services.container import build_services
 
     settings = Settings()
-    collection = args.collection or settings.MILVUS_TABLE
+    collection = default_collection(args, settings)
     try:
+        precomputed = PrecomputedVectors(args.path) if PrecomputedVectors.present(args.path) else None
         services = build_services(settings)
         services.vectors.ping()  # fail now, with the lock hint, rather than after reading files
         services.metadata.create_schema()
-        services.collections.ensure(collection)
-        services.collections.require_servable(collection)
+        services.collections.ensure(collection, args.encoder)
+        encoder = services.collections.require_servable(collection)
+        if precomputed is not None:
+            agreement = precomputed.check_made_by(encoder, files)
+            print(f"using {precomputed.path} ({len(precomputed.matrix)} vectors; cosine >= {agreement:.4f} "
+                  f"with {encoder.encoder_id} on a sample)")
     except DomainError as exc:
         print(f"error: {exc.detail}", file=sys.stderr)
         if "held by another process" in exc.detail:
@@ -49,7 +67,7 @@ def run_local(args: argparse.Namespace, files: list[Path]) -> int:
                   f"--server http://127.0.0.1:{settings.PORT}", file=sys.stderr)
         return 2
     ingest = BulkIngest(images=services.images, metadata=services.metadata, collection=collection,
-                        root=args.path, captions=load_captions(args.captions))
+                        root=args.path, captions=load_captions(args.captions), precomputed=precomputed)
     with tqdm(total=len(files), unit="img", desc=f"indexing into {collection}") as bar:
         def progress(done: int, report) -> None:
             bar.update(done)
@@ -82,14 +100,19 @@ def run_remote(args: argparse.Namespace, files: list[Path]) -> int:
     from webserver.services.imaging import decode_image
 
     settings = Settings()
-    collection = args.collection or settings.MILVUS_TABLE
+    collection = default_collection(args, settings)
     captions = load_captions(args.captions)
     added = duplicates = failed = 0
     with httpx.Client(base_url=args.server, timeout=300) as client, \
             tqdm(total=len(files), unit="img", desc=f"uploading to {collection}") as bar:
-        created = client.post("/collections", json={"name": collection})
-        if created.status_code not in (201, 409):
+        created = client.post("/collections", json={"name": collection, "encoder": args.encoder})
+        existing = client.get(f"/collections/{collection}")
+        if created.status_code not in (201, 409) or existing.status_code != 200:
             print(f"error: {created.status_code} {created.text}", file=sys.stderr)
+            return 1
+        if existing.json()["kind"] != args.encoder:
+            print(f"error: collection {collection} holds {existing.json()['kind']} vectors, not "
+                  f"{args.encoder}; pick another name", file=sys.stderr)
             return 1
         for start in range(0, len(files), args.batch_size):
             parts, caption_list, meta_list = [], [], []
@@ -126,9 +149,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.path.is_dir():
         print(f"error: {args.path} is not a folder", file=sys.stderr)
         return 2
-    from webserver.services.bulk import find_image_files
+    from webserver.services.bulk import PrecomputedVectors, find_image_files
 
     files = find_image_files(args.path)
+    if args.encoder is None:
+        args.encoder = "tirg" if PrecomputedVectors.present(args.path) else "clip"
+    if args.captions is None and (args.path / "captions.json").is_file():
+        args.captions = args.path / "captions.json"
+    if args.server and PrecomputedVectors.present(args.path):
+        print("note: --server uploads the images and the server encodes them; img.npy is not sent",
+              file=sys.stderr)
     return run_remote(args, files) if args.server else run_local(args, files)
 
 

@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     except DomainError as exc:
         print(f"error: {exc.detail}", file=sys.stderr)
         return 2
-    print(f"{args.collection}: {encoded} images encoded with {services.encoder.encoder_id}")
+    encoder_id = services.collections.get_record(args.collection).encoder_id
+    print(f"{args.collection}: {encoded} images encoded with {encoder_id}")
     services.close()
     return 0
 

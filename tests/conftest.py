@@ -34,10 +34,39 @@ def clip_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tirg_checkpoint(tmp_path_factory) -> Path:
+    """A small TIRG model with random weights, saved as a self-describing checkpoint."""
+    import torch
+
+    from tirg.checkpoint import save_checkpoint
+    from tirg.models import TirgConfig, create_model
+    from tirg.text import Vocabulary
+
+    torch.manual_seed(0)
+    config = TirgConfig(model="tirg", embed_dim=32, word_dim=16, lstm_dim=16, image_size=32)
+    model = create_model(config, Vocabulary.build(["make top-left red object blue", "add red cube to center"]))
+    return save_checkpoint(tmp_path_factory.mktemp("models") / "tirg.pt", model)
+
+
+@pytest.fixture(scope="session")
 def encoder(clip_checkpoint):
     from webserver.encoders.clip import ClipEncoder
 
     return ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu", batch_size=16)
+
+
+@pytest.fixture(scope="session")
+def tirg_encoder(tirg_checkpoint):
+    from webserver.encoders.tirg import TirgEncoder
+
+    return TirgEncoder(tirg_checkpoint, device="cpu", batch_size=16)
+
+
+@pytest.fixture(scope="session")
+def encoders(encoder, tirg_encoder):
+    from webserver.encoders.registry import EncoderSet
+
+    return EncoderSet(encoder, tirg_encoder)
 
 
 @pytest.fixture(scope="session")
@@ -70,12 +99,12 @@ def _fresh_mysql_database(server) -> str:
 
 
 @pytest.fixture
-def make_settings(tmp_path, clip_checkpoint, request):
+def make_settings(tmp_path, clip_checkpoint, tirg_checkpoint, request):
     """Settings for one test: its own DATA_DIR; `milvus='server'` / `metadata='mariadb'` switch stores."""
 
     def make(*, milvus: str = "lite", metadata: str = "sqlite", **overrides) -> Settings:
         values = dict(DATA_DIR=tmp_path / "data", CLIP_MODEL=TINY_MODEL, CLIP_PRETRAINED=str(clip_checkpoint),
-                      DEVICE="cpu", MILVUS_TABLE="images")
+                      DEVICE="cpu", MILVUS_TABLE="images", TIRG_CHECKPOINT=tirg_checkpoint)
         if milvus == "server":
             server = request.getfixturevalue("milvus_server")
             values.update(MILVUS_HOST="127.0.0.1", MILVUS_PORT=server.port,
@@ -91,7 +120,7 @@ def make_settings(tmp_path, clip_checkpoint, request):
 
 
 @pytest.fixture
-def make_client(make_settings, encoder):
+def make_client(make_settings, encoders):
     from fastapi.testclient import TestClient
 
     from webserver.api.app import create_app
@@ -99,7 +128,7 @@ def make_client(make_settings, encoder):
     clients = []
 
     def make(**kwargs) -> TestClient:
-        client = TestClient(create_app(make_settings(**kwargs), encoder))
+        client = TestClient(create_app(make_settings(**kwargs), encoders))
         client.__enter__()
         clients.append(client)
         return client

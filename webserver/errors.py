@@ -35,10 +35,6 @@ class EncoderMismatch(DomainError):
     """A collection's vectors were made by another encoder than the one loaded."""
 
 
-class NotImplementedMode(DomainError):
-    pass
-
-
 class StoreUnavailable(DomainError):
     """Milvus or the metadata database cannot be reached."""
 

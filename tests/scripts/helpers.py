@@ -8,7 +8,7 @@ from tests.images import sample_images
 
 
 def script_env(data_dir: Path, checkpoint: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MILVUS_", "MYSQL_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MILVUS_", "MYSQL_", "TIRG_"))}
     env.update(DATA_DIR=str(data_dir), CLIP_MODEL=TINY_MODEL, CLIP_PRETRAINED=str(checkpoint), DEVICE="cpu")
     env.update(extra)
     return env

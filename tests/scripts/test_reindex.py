@@ -6,6 +6,7 @@ from tests.images import sample_pngs
 from tests.scripts.helpers import run_script, script_env, write_image_folder
 from webserver.api.app import create_app
 from webserver.encoders.clip import ClipEncoder
+from webserver.encoders.registry import EncoderSet
 
 
 def other_weights(path):
@@ -34,7 +35,7 @@ def test_changing_the_model_is_refused_until_reindexed(tmp_path, clip_checkpoint
     # Served with the new model, an indexed image finds itself: its vector was re-encoded.
     encoder = ClipEncoder(TINY_MODEL, str(new_weights), device="cpu")
     settings = make_settings(DATA_DIR=data_dir, CLIP_PRETRAINED=str(new_weights))
-    with TestClient(create_app(settings, encoder)) as client:
+    with TestClient(create_app(settings, EncoderSet(encoder))) as client:
         assert client.get("/collections/images").json()["servable"] is True
         query = sample_pngs(1, start=4)[0][0]
         hits = client.post("/search", files={"image": ("q.png", query, "image/png")}).json()["results"]

@@ -49,4 +49,5 @@ def test_the_same_seed_gives_the_same_data(tmp_path):
     a = generate(tmp_path / "a", train_images=30, test_images=20, renderer="3d", image_size=16, seed=5, workers=1)
     b = generate(tmp_path / "b", train_images=30, test_images=20, renderer="3d", image_size=16, seed=5, workers=1)
     assert a["train"] == b["train"] and a["test"] == b["test"]
-    assert (tmp_path / "a/images/css_test_000003.png").read_bytes() == (tmp_path / "b/images/css_test_000003.png").read_bytes()
+    image = "images/css_test_000003.png"
+    assert (tmp_path / "a" / image).read_bytes() == (tmp_path / "b" / image).read_bytes()

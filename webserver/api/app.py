@@ -9,8 +9,10 @@ from fastapi import FastAPI
 
 from config import Settings
 from webserver.api.errors import install_error_handlers
-from webserver.api.routes import collections, health, images, search
-from webserver.encoders.base import ImageTextEncoder
+from webserver.api.observability import Metrics, install_observability
+from webserver.api.routes import collections, health, images, metrics, page, search, seed
+from webserver.encoders.base import TIRG
+from webserver.encoders.registry import EncoderSet
 from webserver.errors import DomainError
 from webserver.services.container import Services, build_services
 
@@ -23,29 +25,34 @@ def bootstrap(services: Services) -> None:
     try:
         services.metadata.create_schema()
         services.collections.ensure(services.settings.MILVUS_TABLE)
+        if services.encoders.tirg is not None:
+            services.collections.ensure(services.settings.TIRG_TABLE, TIRG)
         for record in services.collections.mismatched():
             log.error("collection %r was made by %s, the server runs %s: it is refused until "
                       "reindexed (scripts/reindex.py)", record.name, record.encoder_id,
-                      services.encoder.encoder_id)
+                      services.encoders.describe())
     except DomainError as exc:
         log.error("startup: %s", exc.detail)
 
 
-def create_app(settings: Settings, encoder: ImageTextEncoder | None = None) -> FastAPI:
-    """`encoder` lets tests share one loaded model between apps; the server passes none."""
+def create_app(settings: Settings, encoders: EncoderSet | None = None) -> FastAPI:
+    """`encoders`: models loaded beforehand (main.py, tests sharing one model); None loads them here."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        services = await anyio.to_thread.run_sync(build_services, settings, encoder)
+        services = await anyio.to_thread.run_sync(build_services, settings, encoders)
         await anyio.to_thread.run_sync(bootstrap, services)
         app.state.services = services
-        log.info("serving with encoder %s (dim %d)", services.encoder.encoder_id, services.encoder.dimension)
+        log.info("serving with %s", services.encoders.describe())
         yield
         services.close()
 
     app = FastAPI(title="Composed image retrieval", version="0.1.0", lifespan=lifespan,
                   description="Search an image collection by text, by image, or by image + text change.")
+    app.state.metrics = Metrics()
+    install_observability(app, app.state.metrics)
     install_error_handlers(app)
-    for module in (health, collections, images, search):
+    for module in (page, health, metrics, collections, images, search, seed):
         app.include_router(module.router)
+    page.mount_static(app)
     return app

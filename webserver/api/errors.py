@@ -18,7 +18,6 @@ STATUS_BY_ERROR: dict[type[errors.DomainError], int] = {
     errors.EncoderMismatch: 409,
     errors.PayloadTooLarge: 413,
     errors.UnsupportedMedia: 415,
-    errors.NotImplementedMode: 501,
     errors.StoreUnavailable: 503,
     errors.EncoderLoadError: 503,
 }

@@ -20,17 +20,24 @@ class Readiness(BaseModel):
     checks: dict[str, str] = Field(description="'ok' or the reason, per dependency")
 
 
+QueryMode = Literal["text", "image", "composed"]
+
+
 class CollectionCreate(BaseModel):
     name: str = Field(min_length=1, max_length=64, examples=["fashion"])
+    encoder: Literal["clip", "tirg"] = Field(
+        "clip", description="clip: text and image queries; tirg: image and composed (image + text) queries")
 
 
 class CollectionPublic(BaseModel):
     name: str
+    kind: Literal["clip", "tirg"] = Field(description="the kind of encoder that made its vectors")
     encoder_id: str = Field(description="the model that made this collection's vectors")
     dimension: int
     metric: str
     created: datetime
     servable: bool = Field(description="false when the loaded encoder differs: reindex to use it")
+    answers: list[QueryMode] = Field(description="the query modes it answers while servable")
 
 
 class CollectionDetail(CollectionPublic):
@@ -81,7 +88,7 @@ class SearchHitPublic(BaseModel):
 
 
 class SearchResponse(BaseModel):
-    mode: Literal["text", "image", "composed"]
+    mode: QueryMode
     collection: str
     took_ms: float
     results: list[SearchHitPublic]

@@ -16,7 +16,7 @@ import open_clip
 import torch
 from PIL import Image
 
-from webserver.encoders.base import pick_device
+from webserver.encoders.base import CLIP, pick_device
 from webserver.errors import EncoderLoadError
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
@@ -44,6 +44,9 @@ def describe_weights(model_name: str, pretrained: str) -> str:
 
 class ClipEncoder:
     """Text and images -> L2-normalized vectors in one space, batched, under inference_mode."""
+
+    kind = CLIP
+    modes = frozenset({"text", "image"})
 
     def __init__(self, model_name: str, pretrained: str, *, device: str = "auto",
                  precision: str = "fp32", batch_size: int = 32):

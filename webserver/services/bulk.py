@@ -4,17 +4,27 @@ Shaped as reader -> encoder -> writer: a thread pool reads, hashes and decodes b
 encodes batch N; each batch is written through ImageService (one transaction per batch), and images
 already in the collection (by sha256) are skipped before decoding. So a run that is killed and
 restarted ends with every image exactly once.
+
+The seed's layout is also read: a folder holding `img.npy` (row i = the vector of `images/%06d.png`,
+as `python -m tirg --export DIR` writes) is indexed with those vectors instead of encoding the images,
+after checking on a sample that they are what the collection's model makes.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-from webserver.errors import DomainError
+import numpy as np
+from PIL import Image
+
+from webserver.encoders.base import Encoder
+from webserver.errors import DomainError, InvalidInput
 from webserver.services.images import ImageService, PreparedImage, Upload
 from webserver.stores.metadata import MetadataStore
 
@@ -50,6 +60,58 @@ def upload_for(path: Path, data: bytes, root: Path, captions: dict[str, str]) ->
     return Upload(data=data, filename=path.name, caption=caption, meta=meta)
 
 
+VECTORS_FILE = "img.npy"
+INDEXED_NAME = re.compile(r"^(\d{6})\.[A-Za-z]+$")
+MIN_AGREEMENT = 0.99  # cosine between a stored row and the model's own vector for that image
+
+
+class PrecomputedVectors:
+    """`img.npy` of a folder in the seed's layout: row i belongs to images/%06d.png."""
+
+    def __init__(self, root: Path):
+        self.path = root / VECTORS_FILE
+        try:
+            self.matrix = np.load(self.path, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(f"{self.path}: not a readable .npy file ({exc}).") from None
+        if self.matrix.ndim != 2:
+            raise InvalidInput(f"{self.path}: expected a 2-D array (images x dimension), got {self.matrix.shape}.")
+
+    @staticmethod
+    def present(root: Path) -> bool:
+        return (root / VECTORS_FILE).is_file()
+
+    def row_for(self, path: Path) -> int:
+        match = INDEXED_NAME.match(path.name)
+        if not match or int(match.group(1)) >= len(self.matrix):
+            raise InvalidInput(f"has no row in {VECTORS_FILE} (expected a name like 000042.png, "
+                               f"index < {len(self.matrix)}).")
+        return int(match.group(1))
+
+    def vector(self, row: int) -> np.ndarray:
+        return np.asarray(self.matrix[row], dtype=np.float32)
+
+    def check_made_by(self, encoder: Encoder, files: Sequence[Path], sample: int = 8) -> float:
+        """Encode a few images and compare with their rows: vectors from another model (or rows in
+        another order) would make every search wrong, so they are refused. Returns the lowest cosine."""
+        picked = [p for p in files if INDEXED_NAME.match(p.name)][:sample]
+        if self.matrix.shape[1] != encoder.dimension:
+            raise InvalidInput(f"{self.path} holds {self.matrix.shape[1]}-d vectors; the collection's model "
+                               f"({encoder.encoder_id}) makes {encoder.dimension}-d ones.")
+        if not picked:
+            raise InvalidInput(f"no images named like 000042.png beside {self.path}.")
+        fresh = encoder.encode_images([Image.open(p) for p in picked])
+        stored = np.stack([self.vector(self.row_for(p)) for p in picked])
+        stored /= np.maximum(np.linalg.norm(stored, axis=1, keepdims=True), 1e-12)
+        lowest = float((fresh * stored).sum(axis=1).min())
+        if lowest < MIN_AGREEMENT:
+            raise InvalidInput(
+                f"{self.path} does not match the collection's model {encoder.encoder_id}: cosine {lowest:.3f} "
+                f"between a stored row and that image's vector. Export the vectors with the checkpoint the "
+                "server loads (TIRG_CHECKPOINT), or index the images without img.npy.")
+        return lowest
+
+
 @dataclass
 class BulkReport:
     added: int = 0
@@ -66,13 +128,15 @@ class _ReadBatch:
 
 class BulkIngest:
     def __init__(self, *, images: ImageService, metadata: MetadataStore, collection: str, root: Path,
-                 captions: dict[str, str] | None = None, read_workers: int = 2):
+                 captions: dict[str, str] | None = None, read_workers: int = 2,
+                 precomputed: PrecomputedVectors | None = None):
         self.images = images
         self.metadata = metadata
         self.collection = collection
         self.root = root
         self.captions = captions or {}
         self.read_workers = read_workers
+        self.precomputed = precomputed
 
     def run(self, files: Sequence[Path], batch_size: int,
             on_batch: Callable[[int, BulkReport], None] | None = None) -> BulkReport:
@@ -117,7 +181,15 @@ class BulkIngest:
             if sha in indexed:
                 continue
             try:
-                prepared.append(self.images.prepare(upload_for(path, data, self.root, self.captions)))
+                prepared.append(self._prepare(path, data))
             except DomainError as exc:
                 failed.append((str(path), exc.detail))
         return _ReadBatch(prepared, sum(sha in indexed for _, _, sha in raw), failed)
+
+    def _prepare(self, path: Path, data: bytes) -> PreparedImage:
+        upload = upload_for(path, data, self.root, self.captions)
+        if self.precomputed is None:
+            return self.images.prepare(upload)
+        row = self.precomputed.row_for(path)
+        prepared = self.images.prepare(dataclasses.replace(upload, meta={**upload.meta, "index": row}))
+        return dataclasses.replace(prepared, vector=self.precomputed.vector(row))

@@ -1,10 +1,14 @@
-"""Collections: a metadata record (which encoder made the vectors) plus one Milvus collection."""
+"""Collections: a metadata record (which encoder made the vectors) plus one Milvus collection.
+
+A collection is made by one kind of encoder (CLIP or TIRG) and is served by the loaded encoder with the
+id and dimension it recorded; that encoder also decides which queries it answers."""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-from webserver.encoders.base import ImageTextEncoder
+from webserver.encoders.base import CLIP, Encoder, kind_of
+from webserver.encoders.registry import EncoderSet
 from webserver.errors import AlreadyExists, EncoderMismatch, InvalidInput, NotFound
 from webserver.stores.files import FileStore
 from webserver.stores.metadata import CollectionRecord, MetadataStore
@@ -12,43 +16,57 @@ from webserver.stores.vectors import VectorStore
 
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 METRIC = "COSINE"
+QUERY_MODES = ("text", "image", "composed")
+
+
+@dataclass(frozen=True)
+class CollectionStatus:
+    record: CollectionRecord
+    kind: str
+    servable: bool
+    answers: list[str]  # query modes, empty while not servable
 
 
 @dataclass(frozen=True)
 class CollectionInfo:
-    record: CollectionRecord
+    status: CollectionStatus
     milvus_count: int
     metadata_count: int
-    servable: bool
 
 
 class CollectionService:
     def __init__(self, *, metadata: MetadataStore, vectors: VectorStore, files: FileStore,
-                 encoder: ImageTextEncoder):
+                 encoders: EncoderSet):
         self.metadata = metadata
         self.files = files
         self.vectors = vectors
-        self.encoder = encoder
+        self.encoders = encoders
 
-    def create(self, name: str) -> CollectionRecord:
+    def create(self, name: str, kind: str = CLIP) -> CollectionRecord:
         if not NAME_PATTERN.match(name):
             raise InvalidInput(f"Collection name {name!r} must match {NAME_PATTERN.pattern}.")
+        encoder = self.encoders.get(kind)
         if self.metadata.get_collection(name):
             raise AlreadyExists(f"Collection {name!r} already exists.")
         if not self.vectors.has_collection(name):
-            self.vectors.create_collection(name, self.encoder.dimension)
+            self.vectors.create_collection(name, encoder.dimension)
         try:
-            return self.metadata.add_collection(name=name, encoder_id=self.encoder.encoder_id,
-                                                dimension=self.encoder.dimension, metric=METRIC)
+            return self.metadata.add_collection(name=name, encoder_id=encoder.encoder_id,
+                                                dimension=encoder.dimension, metric=METRIC)
         except Exception:
             self.vectors.drop_collection(name)
             raise
 
-    def ensure(self, name: str) -> CollectionRecord:
+    def ensure(self, name: str, kind: str = CLIP) -> CollectionRecord:
+        """The collection, created if missing; an existing one of another kind is refused."""
         try:
-            return self.create(name)
+            return self.create(name, kind)
         except AlreadyExists:
-            return self.get_record(name)
+            record = self.get_record(name)
+            if kind_of(record.encoder_id) != kind:
+                raise AlreadyExists(f"Collection {name!r} exists and holds {kind_of(record.encoder_id)} "
+                                    f"vectors, not {kind}; pick another name.") from None
+            return record
 
     def list(self) -> list[CollectionRecord]:
         return self.metadata.list_collections()
@@ -59,23 +77,28 @@ class CollectionService:
             raise NotFound(f"Collection {name!r} does not exist (GET /collections lists them).")
         return record
 
+    def status(self, record: CollectionRecord) -> CollectionStatus:
+        encoder = self.encoders.matching(record.encoder_id, record.dimension)
+        answers = [mode for mode in QUERY_MODES if encoder and mode in encoder.modes]
+        return CollectionStatus(record, kind_of(record.encoder_id), encoder is not None, answers)
+
     def describe(self, name: str) -> CollectionInfo:
         record = self.get_record(name)
-        return CollectionInfo(record, self.vectors.count(name), self.metadata.count_images(name),
-                              self.is_servable(record))
+        return CollectionInfo(self.status(record), self.vectors.count(name), self.metadata.count_images(name))
 
     def is_servable(self, record: CollectionRecord) -> bool:
-        return record.encoder_id == self.encoder.encoder_id and record.dimension == self.encoder.dimension
+        return self.encoders.matching(record.encoder_id, record.dimension) is not None
 
-    def require_servable(self, name: str) -> CollectionRecord:
-        """The collection, if the loaded encoder made its vectors; otherwise a clear refusal."""
+    def require_servable(self, name: str) -> Encoder:
+        """The loaded encoder that made the collection's vectors; otherwise a clear refusal."""
         record = self.get_record(name)
-        if not self.is_servable(record):
+        encoder = self.encoders.matching(record.encoder_id, record.dimension)
+        if encoder is None:
             raise EncoderMismatch(
                 f"Collection {name!r} holds vectors from {record.encoder_id} (dim {record.dimension}), "
-                f"but the server runs {self.encoder.encoder_id} (dim {self.encoder.dimension}). "
-                f"Re-encode it with `python scripts/reindex.py --collection {name}` or load that model.")
-        return record
+                f"but the server runs {self.encoders.describe()}. Re-encode it with "
+                f"`python scripts/reindex.py --collection {name}` or load that model.")
+        return encoder
 
     def mismatched(self) -> list[CollectionRecord]:
         return [record for record in self.list() if not self.is_servable(record)]

@@ -4,8 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from config import Settings
-from webserver.encoders.base import ImageTextEncoder
 from webserver.encoders.clip import ClipEncoder
+from webserver.encoders.registry import EncoderSet
+from webserver.encoders.tirg import TirgEncoder
 from webserver.services.collections import CollectionService
 from webserver.services.images import ImageService
 from webserver.services.search import SearchService
@@ -17,7 +18,7 @@ from webserver.stores.vectors import VectorStore
 @dataclass
 class Services:
     settings: Settings
-    encoder: ImageTextEncoder
+    encoders: EncoderSet
     metadata: MetadataStore
     vectors: VectorStore
     files: FileStore
@@ -35,18 +36,25 @@ def load_encoder(settings: Settings) -> ClipEncoder:
                        precision=settings.CLIP_PRECISION, batch_size=settings.ENCODE_BATCH_SIZE)
 
 
-def build_services(settings: Settings, encoder: ImageTextEncoder | None = None) -> Services:
+def load_encoders(settings: Settings, clip: ClipEncoder | None = None) -> EncoderSet:
+    """CLIP always; TIRG when TIRG_CHECKPOINT is set. `clip` reuses an already loaded CLIP model."""
+    encoders = [clip or load_encoder(settings)]
+    if settings.TIRG_CHECKPOINT:
+        encoders.append(TirgEncoder(settings.TIRG_CHECKPOINT, device=settings.DEVICE,
+                                    batch_size=settings.ENCODE_BATCH_SIZE))
+    return EncoderSet(*encoders)
+
+
+def build_services(settings: Settings, encoders: EncoderSet | None = None) -> Services:
     """Stores connect lazily: building succeeds while Milvus or MySQL is down (readyz reports it)."""
-    encoder = encoder or load_encoder(settings)
+    encoders = encoders or load_encoders(settings)
     settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
     metadata = MetadataStore(settings.metadata_url)
     vectors = VectorStore(settings.milvus_uri, token=settings.MILVUS_TOKEN,
                           index_type=settings.MILVUS_INDEX_TYPE, timeout_s=settings.MILVUS_TIMEOUT_S)
     files = FileStore(settings.files_dir)
-    collections = CollectionService(metadata=metadata, vectors=vectors, files=files, encoder=encoder)
+    collections = CollectionService(metadata=metadata, vectors=vectors, files=files, encoders=encoders)
     images = ImageService(collections=collections, metadata=metadata, vectors=vectors, files=files,
-                          encoder=encoder, max_bytes=settings.MAX_UPLOAD_BYTES,
-                          max_pixels=settings.MAX_IMAGE_PIXELS)
-    search = SearchService(collections=collections, images=images, metadata=metadata, vectors=vectors,
-                           encoder=encoder)
-    return Services(settings, encoder, metadata, vectors, files, collections, images, search)
+                          max_bytes=settings.MAX_UPLOAD_BYTES, max_pixels=settings.MAX_IMAGE_PIXELS)
+    search = SearchService(collections=collections, images=images, metadata=metadata, vectors=vectors)
+    return Services(settings, encoders, metadata, vectors, files, collections, images, search)

@@ -10,7 +10,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from webserver.encoders.base import ImageTextEncoder
+import numpy as np
+
+from webserver.encoders.base import Encoder
 from webserver.errors import AlreadyExists, InvalidInput, NotFound
 from webserver.services.collections import CollectionService
 from webserver.services.imaging import DecodedImage, decode_image
@@ -36,6 +38,7 @@ class PreparedImage:
     filename: str
     caption: str | None
     meta: dict[str, Any]
+    vector: np.ndarray | None = None  # precomputed by the collection's model (img.npy); None: encode it
 
 
 @dataclass(frozen=True)
@@ -61,12 +64,11 @@ def check_caption(caption: str | None, name: str) -> str | None:
 
 class ImageService:
     def __init__(self, *, collections: CollectionService, metadata: MetadataStore, vectors: VectorStore,
-                 files: FileStore, encoder: ImageTextEncoder, max_bytes: int, max_pixels: int):
+                 files: FileStore, max_bytes: int, max_pixels: int):
         self.collections = collections
         self.metadata = metadata
         self.vectors = vectors
         self.files = files
-        self.encoder = encoder
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
 
@@ -83,12 +85,12 @@ class ImageService:
         return self.add_prepared(collection, [self.prepare(upload) for upload in uploads])
 
     def add_prepared(self, collection: str, images: Sequence[PreparedImage]) -> list[AddedImage]:
-        self.collections.require_servable(collection)
+        encoder = self.collections.require_servable(collection)
         existing = self.metadata.find_by_sha256(collection, [img.decoded.sha256 for img in images])
         fresh = _first_of_each_digest([img for img in images if img.decoded.sha256 not in existing])
         if fresh:
             try:
-                existing.update(self._write(collection, fresh))
+                existing.update(self._write(collection, encoder, fresh))
             except AlreadyExists:  # a concurrent writer added some of the same bytes: retry once
                 return self.add_prepared(collection, images)
         fresh_digests = {img.decoded.sha256 for img in fresh}
@@ -99,8 +101,8 @@ class ImageService:
             reported.add(sha)
         return results
 
-    def _write(self, collection: str, images: Sequence[PreparedImage]) -> dict[str, int]:
-        vectors = self.encoder.encode_images([img.decoded.image for img in images])
+    def _write(self, collection: str, encoder: Encoder, images: Sequence[PreparedImage]) -> dict[str, int]:
+        vectors = _vectors_for(encoder, images)
         rows = [NewImage(sha256=img.decoded.sha256,
                          path=self.files.put(img.decoded.data, img.decoded.sha256, img.decoded.format),
                          filename=img.filename, caption=img.caption, meta=img.meta,
@@ -122,6 +124,13 @@ class ImageService:
             raise NotFound(f"Image {image_id} does not exist.")
         return record
 
+    def find_by_filename(self, collection: str, filenames: Sequence[str]) -> ImageRecord:
+        self.collections.get_record(collection)
+        record = self.metadata.find_by_filename(collection, filenames)
+        if record is None:
+            raise NotFound(f"No image named {filenames[0]!r} in collection {collection!r}.")
+        return record
+
     def read_file(self, image_id: int) -> tuple[bytes, str]:
         record = self.get(image_id)
         try:
@@ -139,6 +148,21 @@ class ImageService:
             self.vectors.delete(record.collection, [image_id])
         if self.metadata.count_sha256_references(record.sha256) == 0:
             self.files.remove(record.path)
+
+
+def _vectors_for(encoder: Encoder, images: Sequence[PreparedImage]) -> np.ndarray:
+    """Precomputed vectors where given, the encoder's for the rest."""
+    missing = [i for i, img in enumerate(images) if img.vector is None]
+    vectors = np.zeros((len(images), encoder.dimension), np.float32)
+    if missing:
+        vectors[missing] = encoder.encode_images([images[i].decoded.image for i in missing])
+    for i, img in enumerate(images):
+        if img.vector is not None:
+            if img.vector.shape != (encoder.dimension,):
+                raise InvalidInput(f"{img.filename}: a precomputed vector of shape {img.vector.shape}, "
+                                   f"the collection's model makes ({encoder.dimension},).")
+            vectors[i] = img.vector
+    return vectors
 
 
 def _first_of_each_digest(images: Sequence[PreparedImage]) -> list[PreparedImage]:

@@ -1,14 +1,18 @@
-"""Search: text -> image, image -> image; composed (image + text) arrives with TIRG collections."""
+"""Search: text -> image and image -> image on CLIP collections; image -> image and composed
+(image + modification text) on TIRG collections. The collection's encoder decides what it answers."""
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
+from PIL import Image
 
-from webserver.encoders.base import ImageTextEncoder
-from webserver.errors import InvalidInput, NotFound, NotImplementedMode
+from webserver.encoders.base import Encoder, kind_of
+from webserver.errors import InvalidInput, NotFound
 from webserver.services.collections import CollectionService
 from webserver.services.images import ImageService, Upload
 from webserver.stores.metadata import ImageRecord, MetadataStore
@@ -17,6 +21,7 @@ from webserver.stores.vectors import VectorStore, build_filter
 MAX_TOP_K = 1000
 MAX_OFFSET = 10_000
 MAX_TEXT_CHARS = 1000
+MODE_WORDS = {"text": "text", "image": "image (file or image_id)", "composed": "image + modification text"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class SearchResult:
     collection: str
     took_ms: float
     hits: list[SearchHit]
+    stage_seconds: dict[str, float]  # encode, milvus_search, metadata_fetch: for metrics
 
 
 def query_mode(query: SearchQuery) -> str:
@@ -58,51 +64,92 @@ def query_mode(query: SearchQuery) -> str:
     raise InvalidInput("Give a query: text, an image file, or image_id (or an image plus text).")
 
 
+def check_answerable(collection: str, encoder: Encoder, mode: str) -> None:
+    if mode not in encoder.modes:
+        answers = " and ".join(MODE_WORDS[m] for m in MODE_WORDS if m in encoder.modes)
+        raise InvalidInput(f"Collection {collection!r} holds {kind_of(encoder.encoder_id)} vectors and answers "
+                           f"{answers} queries, not {MODE_WORDS[mode]}; pick a collection that does "
+                           "(GET /collections lists what each answers).")
+
+
 class SearchService:
     def __init__(self, *, collections: CollectionService, images: ImageService, metadata: MetadataStore,
-                 vectors: VectorStore, encoder: ImageTextEncoder):
+                 vectors: VectorStore):
         self.collections = collections
         self.images = images
         self.metadata = metadata
         self.vectors = vectors
-        self.encoder = encoder
 
     def search(self, query: SearchQuery) -> SearchResult:
         started = time.perf_counter()
         _check_paging(query)
         mode = query_mode(query)
-        self.collections.require_servable(query.collection)
+        encoder = self.collections.require_servable(query.collection)
+        check_answerable(query.collection, encoder, mode)
         expression = build_filter(query.filter, exclude_id=query.image_id)
-        vector = self._query_vector(query, mode)
-        hits = self.vectors.search(query.collection, vector, limit=query.top_k, offset=query.offset,
-                                   expression=expression)
-        records = self.metadata.get_images([hit.id for hit in hits])
+        stages = _StageClock()
+        with stages("encode"):
+            vector = self._query_vector(query, mode, encoder)
+        with stages("milvus_search"):
+            hits = self.vectors.search(query.collection, vector, limit=query.top_k, offset=query.offset,
+                                       expression=expression)
+        with stages("metadata_fetch"):
+            records = self.metadata.get_images([hit.id for hit in hits])
         found = [SearchHit(records[hit.id], hit.score) for hit in hits if hit.id in records]
-        return SearchResult(mode, query.collection, (time.perf_counter() - started) * 1000, found)
+        took_ms = (time.perf_counter() - started) * 1000
+        return SearchResult(mode, query.collection, took_ms, found, stages.seconds)
 
-    def _query_vector(self, query: SearchQuery, mode: str) -> np.ndarray:
-        if mode == "composed":
-            raise NotImplementedMode(
-                "Composed search (image + text) needs a TIRG collection, which this server does not serve "
-                "yet; send text alone or an image alone.")
+    def _query_vector(self, query: SearchQuery, mode: str, encoder: Encoder) -> np.ndarray:
         if mode == "text":
-            text = query.text.strip()
-            if len(text) > MAX_TEXT_CHARS:
-                raise InvalidInput(f"text is over {MAX_TEXT_CHARS} characters.")
-            return self.encoder.encode_texts([text])[0]
+            return encoder.encode_texts([_checked_text(query.text)])[0]
+        if mode == "composed":
+            # Composition needs the image encoder's raw features, not the stored unit vector: re-encode.
+            return encoder.compose([self._query_image(query)], [_checked_text(query.text)])[0]
         if query.image_id is not None:
             return self._indexed_vector(query.collection, query.image_id)
-        prepared = self.images.prepare(query.image)
-        return self.encoder.encode_images([prepared.decoded.image])[0]
+        return encoder.encode_images([self._query_image(query)])[0]
 
-    def _indexed_vector(self, collection: str, image_id: int) -> np.ndarray:
+    def _query_image(self, query: SearchQuery) -> Image.Image:
+        if query.image_id is None:
+            return self.images.prepare(query.image).decoded.image
+        self._indexed_record(query.collection, query.image_id)
+        data, _ = self.images.read_file(query.image_id)
+        return Image.open(io.BytesIO(data))
+
+    def _indexed_record(self, collection: str, image_id: int) -> ImageRecord:
         record = self.metadata.get_images([image_id]).get(image_id)
         if record is None or record.collection != collection:
             raise NotFound(f"Image {image_id} is not in collection {collection!r}.")
+        return record
+
+    def _indexed_vector(self, collection: str, image_id: int) -> np.ndarray:
+        self._indexed_record(collection, image_id)
         vector = self.vectors.get_vectors(collection, [image_id]).get(image_id)
         if vector is None:
             raise NotFound(f"Image {image_id} has no vector in Milvus; rebuild with scripts/reindex.py.")
         return vector
+
+
+class _StageClock:
+    """`with clock("stage"):` adds the block's wall time to clock.seconds["stage"]."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
+
+
+def _checked_text(text: str | None) -> str:
+    text = (text or "").strip()
+    if len(text) > MAX_TEXT_CHARS:
+        raise InvalidInput(f"text is over {MAX_TEXT_CHARS} characters.")
+    return text
 
 
 def _check_paging(query: SearchQuery) -> None:

@@ -41,6 +41,7 @@ images_table = sa.Table(
     sa.Column("height", sa.Integer, nullable=False),
     sa.Column("created", sa.DateTime, nullable=False),
     sa.UniqueConstraint("collection", "sha256", name="uq_images_collection_sha256"),
+    sa.Index("ix_images_collection_filename", "collection", "filename"),
     sqlite_autoincrement=True,  # never reuse a deleted id: it is also the Milvus primary key
 )
 
@@ -163,6 +164,15 @@ class MetadataStore:
         query = images_table.select().where(images_table.c.id.in_([int(i) for i in ids]))
         with _unavailable_as_domain_error("reading images"), self.engine.connect() as conn:
             return {row.id: ImageRecord(**row._mapping) for row in conn.execute(query).all()}
+
+    def find_by_filename(self, collection: str, filenames: Sequence[str]) -> ImageRecord | None:
+        """The oldest image of the collection stored under one of these names."""
+        query = (images_table.select().where(images_table.c.collection == collection,
+                                             images_table.c.filename.in_(list(filenames)))
+                 .order_by(images_table.c.id).limit(1))
+        with _unavailable_as_domain_error("finding an image by name"), self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return ImageRecord(**row._mapping) if row else None
 
     def list_images(self, collection: str, *, limit: int, offset: int) -> list[ImageRecord]:
         query = (images_table.select().where(images_table.c.collection == collection)

@@ -47,13 +47,18 @@ class DataDirLocked(StoreUnavailable):
     """Another process holds the embedded Milvus Lite file."""
 
 
+# Lite files this process has opened: Milvus Lite keeps its lock until the process exits, even after
+# close(), and reopening in the same process works, so those are not "held by another process".
+_OPENED_LITE_PATHS: set[str] = set()
+
+
 def _lite_locked_by_another_process(path: str) -> bool:
     """Milvus Lite takes an exclusive flock on <path>/LOCK; pymilvus only reports 'Open local milvus
     failed' when it is taken, so look first to give a message that says what to do."""
     import fcntl
 
     lock = Path(path) / "LOCK"
-    if not lock.exists():
+    if str(Path(path).resolve()) in _OPENED_LITE_PATHS or not lock.exists():
         return False
     with lock.open("a") as handle:
         try:
@@ -133,7 +138,9 @@ class VectorStore:
             if self.is_server:
                 return MilvusClient(uri=self.uri, token=self._token or "", timeout=self._timeout_s)
             logging.getLogger("grpc._server").addFilter(_LITE_FILTER)
-            return MilvusClient(uri=self.uri)
+            client = MilvusClient(uri=self.uri)
+            _OPENED_LITE_PATHS.add(str(Path(self.uri).resolve()))
+            return client
         except Exception as exc:  # pymilvus raises a wide variety here
             raise StoreUnavailable(f"Cannot connect to Milvus at {self.uri}: {exc}") from exc
 

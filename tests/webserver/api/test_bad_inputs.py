@@ -87,7 +87,9 @@ def test_bad_query_images_are_4xx(client):
     assert both.status_code == 400
 
 
-def test_composed_search_is_refused_clearly_until_tirg_collections_exist(client):
+def test_a_query_the_collection_cannot_answer_is_a_400_naming_what_it_answers(client):
     upload(client, "images", 2)
-    response = client.post("/search", data={"text": "make it red"}, files={"image": ("q.png", GOOD, "image/png")})
-    assert response.status_code == 501 and "TIRG" in response.json()["detail"]
+    response = client.post("/search", data={"collection": "images", "text": "make it red"},
+                           files={"image": ("q.png", GOOD, "image/png")})
+    assert response.status_code == 400
+    assert "answers text and image" in response.json()["detail"]

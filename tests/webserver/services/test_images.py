@@ -13,8 +13,8 @@ from webserver.stores.vectors import VectorStore
 
 
 @pytest.fixture
-def services(make_settings, encoder):
-    services = build_services(make_settings(), encoder)
+def services(make_settings, encoders):
+    services = build_services(make_settings(), encoders)
     services.metadata.create_schema()
     services.collections.ensure("images")
     yield services
@@ -28,7 +28,7 @@ def uploads(count: int) -> list[Upload]:
 
 def service_with(services, *, metadata=None, vectors=None) -> ImageService:
     return ImageService(collections=services.collections, metadata=metadata or services.metadata,
-                        vectors=vectors or services.vectors, files=services.files, encoder=services.encoder,
+                        vectors=vectors or services.vectors, files=services.files,
                         max_bytes=10**7, max_pixels=10**7)
 
 

@@ -6,13 +6,15 @@ from webserver.api.deps import ServicesDep, image_url
 from webserver.api.errors import error_responses
 from webserver.api.schemas import (CollectionCreate, CollectionDetail, CollectionList, CollectionPublic,
                                    ImagePage, ImagePublic)
-from webserver.stores.metadata import CollectionRecord, ImageRecord
+from webserver.services.collections import CollectionStatus
+from webserver.stores.metadata import ImageRecord
 
 router = APIRouter(prefix="/collections", tags=["collections"])
 
 
-def collection_public(record: CollectionRecord, servable: bool) -> CollectionPublic:
-    return CollectionPublic(**record.__dict__, servable=servable)
+def collection_fields(status: CollectionStatus) -> dict:
+    return {**status.record.__dict__, "kind": status.kind, "servable": status.servable,
+            "answers": status.answers}
 
 
 def image_public(record: ImageRecord) -> ImagePublic:
@@ -24,21 +26,23 @@ def image_public(record: ImageRecord) -> ImagePublic:
             responses=error_responses(503))
 def list_collections(services: ServicesDep) -> CollectionList:
     records = services.collections.list()
-    return CollectionList(items=[collection_public(r, services.collections.is_servable(r)) for r in records])
+    return CollectionList(items=[CollectionPublic(**collection_fields(services.collections.status(r)))
+                                 for r in records])
 
 
 @router.post("", response_model=CollectionPublic, status_code=201, summary="Create a collection",
              responses=error_responses(400, 409, 503))
 def create_collection(body: CollectionCreate, services: ServicesDep) -> CollectionPublic:
-    return collection_public(services.collections.create(body.name), True)
+    record = services.collections.create(body.name, body.encoder)
+    return CollectionPublic(**collection_fields(services.collections.status(record)))
 
 
 @router.get("/{name}", response_model=CollectionDetail, summary="Encoder, dimension and counts",
             responses=error_responses(404, 503))
 def get_collection(name: str, services: ServicesDep) -> CollectionDetail:
     info = services.collections.describe(name)
-    return CollectionDetail(**info.record.__dict__, servable=info.servable,
-                            milvus_count=info.milvus_count, metadata_count=info.metadata_count)
+    return CollectionDetail(**collection_fields(info.status), milvus_count=info.milvus_count,
+                            metadata_count=info.metadata_count)
 
 
 @router.delete("/{name}", status_code=204, summary="Delete a collection, its vectors and rows",

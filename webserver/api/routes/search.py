@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
 
-from webserver.api.deps import ServicesDep, image_url
+from webserver.api.deps import MetricsDep, ServicesDep, image_url
 from webserver.api.errors import error_responses
 from webserver.api.schemas import SearchHitPublic, SearchResponse
 from webserver.api.uploads import optional_upload, parse_json_object
@@ -14,25 +14,31 @@ router = APIRouter(tags=["search"])
 
 
 @router.post("/search", response_model=SearchResponse, summary="Text, image or composed search",
-             responses=error_responses(400, 404, 409, 413, 415, 501, 503))
+             responses=error_responses(400, 404, 409, 413, 415, 503))
 def search(
     services: ServicesDep,
-    collection: Annotated[str | None, Form(description="default: the MILVUS_TABLE collection")] = None,
+    metrics: MetricsDep,
+    collection: Annotated[str | None, Form(
+        description="default: TIRG_TABLE for a composed query (image + text), MILVUS_TABLE otherwise")] = None,
     text: Annotated[str | None, Form(description="text query, or the modification for a composed query")] = None,
     image: Annotated[UploadFile | None, File(description="query image")] = None,
     image_id: Annotated[int | None, Form(description="an indexed image as the query (excluded from results)")] = None,
     top_k: Annotated[int, Form(ge=1, le=MAX_TOP_K)] = 10,
     offset: Annotated[int, Form(ge=0, le=MAX_OFFSET)] = 0,
-    filter: Annotated[str | None, Form(description='JSON object of metadata equalities, e.g. {"label": "dress"}')] = None,
+    filter: Annotated[str | None, Form(
+        description='JSON object of metadata equalities, e.g. {"label": "dress"}')] = None,
 ) -> SearchResponse:
+    text = text if text and text.strip() else None
+    composed = text is not None and (image is not None or image_id is not None)
+    default = services.settings.TIRG_TABLE if composed else services.settings.MILVUS_TABLE
     query = SearchQuery(
-        collection=collection or services.settings.MILVUS_TABLE,
-        text=text if text and text.strip() else None,
+        collection=collection or default, text=text,
         image=optional_upload(image, services.settings.MAX_UPLOAD_BYTES),
         image_id=image_id, top_k=top_k, offset=offset,
         filter=parse_json_object(filter, "filter"),
     )
     result = services.search.search(query)
+    metrics.observe_search(result.mode, result.stage_seconds)
     return SearchResponse(
         mode=result.mode, collection=result.collection, took_ms=round(result.took_ms, 2),
         results=[SearchHitPublic(id=hit.record.id, score=hit.score, caption=hit.record.caption,

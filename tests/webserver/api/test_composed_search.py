@@ -1,0 +1,79 @@
+"""TIRG collections: image and composed (image + modification text) queries; CLIP ones: text and image.
+A query a collection cannot answer is a 400 that says what it can answer."""
+import io
+
+import numpy as np
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from tests.images import sample_pngs
+from tests.webserver.api.helpers import upload
+from webserver.api.app import create_app
+from webserver.encoders.registry import EncoderSet
+
+TEXT = "make top-left red object blue"
+
+
+def tirg_collection(client, name: str = "scenes", count: int = 12) -> list[int]:
+    """Fill the TIRG collection (TIRG_TABLE, made at startup when a TIRG model is loaded)."""
+    listed = client.get(f"/collections/{name}").json()
+    assert (listed["kind"], listed["answers"]) == ("tirg", ["image", "composed"])
+    response, _ = upload(client, name, count)
+    assert response.status_code == 201, response.text
+    return [item["id"] for item in response.json()["items"]]
+
+
+def test_a_composed_query_ranks_by_the_composed_vector(client, tirg_encoder):
+    tirg_collection(client)
+    query_png = sample_pngs(1, start=40)[0][0]
+    response = client.post("/search", data={"collection": "scenes", "text": TEXT, "top_k": 12},
+                           files={"image": ("q.png", query_png, "image/png")})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["mode"] == "composed" and len(body["results"]) == 12
+
+    # The scores are cosines between compose(query, text) and each stored image's TIRG vector.
+    query = tirg_encoder.compose([Image.open(io.BytesIO(query_png))], [TEXT])[0]
+    stored = [Image.open(io.BytesIO(client.get(hit["url"]).content)) for hit in body["results"]]
+    expected = tirg_encoder.encode_images(stored) @ query
+    assert np.allclose([hit["score"] for hit in body["results"]], expected, atol=1e-4)
+    image_only = tirg_encoder.encode_images([Image.open(io.BytesIO(query_png))])[0]
+    assert not np.allclose(query, image_only, atol=1e-3)  # the text really changed the query
+
+
+def test_a_composed_query_by_image_id_excludes_the_query_image(client):
+    ids = tirg_collection(client)
+    by_id = client.post("/search", data={"text": TEXT, "image_id": ids[3], "top_k": 20})  # default: TIRG_TABLE
+    assert by_id.status_code == 200, by_id.text
+    hits = [hit["id"] for hit in by_id.json()["results"]]
+    assert ids[3] not in hits and len(hits) == len(ids) - 1
+
+    stored_png = client.get(f"/images/{ids[3]}/file").content
+    by_file = client.post("/search", data={"collection": "scenes", "text": TEXT, "top_k": 20},
+                          files={"image": ("q.png", stored_png, "image/png")}).json()["results"]
+    assert [hit["id"] for hit in by_file if hit["id"] != ids[3]] == hits
+
+
+def test_queries_a_collection_cannot_answer_are_400_naming_what_it_answers(client):
+    tirg_collection(client)
+    created = client.post("/collections", json={"name": "more_scenes", "encoder": "tirg"})
+    assert created.status_code == 201 and created.json()["kind"] == "tirg"
+    text_only = client.post("/search", data={"collection": "scenes", "text": "a red cube"})
+    assert text_only.status_code == 400
+    assert "answers image (file or image_id) and image + modification text" in text_only.json()["detail"]
+    image = client.post("/search", data={"collection": "scenes", "image_id": 1})
+    assert image.status_code == 200 and image.json()["mode"] == "image"
+
+
+def test_without_a_tirg_model_tirg_collections_are_refused_clearly(make_settings, encoder, encoders):
+    settings = make_settings()
+    with TestClient(create_app(settings, encoders)) as client:
+        tirg_collection(client, count=3)
+    with TestClient(create_app(settings.model_copy(update={"TIRG_CHECKPOINT": None}), EncoderSet(encoder))) as client:
+        created = client.post("/collections", json={"name": "more", "encoder": "tirg"})
+        assert created.status_code == 400 and "TIRG_CHECKPOINT" in created.json()["detail"]
+        listed = {c["name"]: c for c in client.get("/collections").json()["items"]}
+        assert listed["scenes"]["servable"] is False and listed["scenes"]["answers"] == []
+        refused = client.post("/search", data={"collection": "scenes", "image_id": 1})
+        assert refused.status_code == 409
+        assert client.post("/search", data={"text": "a dress"}).status_code == 200  # CLIP still serves

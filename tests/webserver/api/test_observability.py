@@ -1,0 +1,48 @@
+"""/metrics scrapes (Prometheus text format) and counts per route template; requests carry an id into
+the response header and every log line written while they run."""
+import json
+import logging
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.webserver.api.helpers import upload
+from webserver.api.observability import JsonFormatter, RequestIdFilter
+
+
+def samples(client) -> dict[tuple[str, frozenset], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(response.text) for s in family.samples}
+
+
+def test_requests_and_search_stages_are_counted(client):
+    upload(client, "images", 3)
+    for _ in range(2):
+        assert client.post("/search", data={"text": "a dress"}).status_code == 200
+    assert client.get("/images/99999").status_code == 404
+    found = samples(client)
+    key = ("http_requests_total", frozenset({"method": "POST", "route": "/search", "status": "200"}.items()))
+    assert found[key] == 2
+    missing = ("http_requests_total", frozenset({"method": "GET", "route": "/images/{image_id}",
+                                                 "status": "404"}.items()))
+    assert found[missing] == 1
+    for stage in ("encode", "milvus_search", "metadata_fetch"):
+        count = ("search_stage_duration_seconds_count", frozenset({"stage": stage, "mode": "text"}.items()))
+        assert found[count] == 2
+
+
+def test_a_request_id_is_echoed_and_reaches_the_logs(client, caplog):
+    handler_filter = RequestIdFilter()
+    caplog.handler.addFilter(handler_filter)
+    with caplog.at_level(logging.INFO, logger="webserver.access"):
+        sent = client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+        made = client.get("/healthz")
+        hostile = client.get("/healthz", headers={"X-Request-ID": "x" * 500})
+    assert sent.headers["X-Request-ID"] == "abc-123"
+    assert len(made.headers["X-Request-ID"]) == 16 and hostile.headers["X-Request-ID"] != "x" * 500
+    records = [r for r in caplog.records if r.name == "webserver.access"]
+    assert [r.request_id for r in records] == ["abc-123", made.headers["X-Request-ID"],
+                                               hostile.headers["X-Request-ID"]]
+    line = json.loads(JsonFormatter().format(records[0]))
+    assert (line["request_id"], line["route"], line["status"]) == ("abc-123", "/healthz", 200)

@@ -1,0 +1,161 @@
+"""The web page in a real browser: Playwright driving Debian's Chromium (headless) against the app
+served by uvicorn on a local port. Skipped where Chromium or Playwright is missing, unless
+REQUIRE_BROWSER=1 (CI), where that fails."""
+from __future__ import annotations
+
+import io
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import uvicorn
+from PIL import Image
+
+from tests.images import sample_pngs
+from tests.servers import free_port, wait_for_port
+from tests.webserver.api.helpers import upload
+from webserver.api.app import create_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update"]
+TEXT = "make top-left red object blue"
+
+
+def _missing_browser() -> str | None:
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install -r requirements.txt)"
+    if not CHROMIUM.exists():
+        return "Chromium is not installed (apt-get install chromium)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    reason = _missing_browser()
+    if reason:
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(f"REQUIRE_BROWSER=1 but {reason}")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def served(make_settings, encoders):
+    """(base URL, the app) served by uvicorn in a thread, as `python main.py` serves it."""
+    port = free_port()
+    app = create_app(make_settings(), encoders)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for_port(port, 60)
+    yield f"http://127.0.0.1:{port}", app
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+@pytest.fixture
+def page(browser, served):
+    context = browser.new_context()
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def fill(base: str, collection: str, count: int) -> list[int]:
+    import httpx
+
+    with httpx.Client(base_url=base) as client:
+        response, _ = upload(client, collection, count)
+        assert response.status_code == 201, response.text
+        return [item["id"] for item in response.json()["items"]]
+
+
+def result_ids(page) -> list[int]:
+    return [int(i) for i in page.locator("[data-testid=results] li").evaluate_all(
+        "items => items.map(li => li.dataset.imageId)")]
+
+
+def test_a_text_search_shows_a_grid_with_scores(page, served):
+    base, _ = served
+    fill(base, "images", 12)
+    page.goto(base + "/")
+    page.get_by_test_id("text").fill("a dress")
+    page.get_by_test_id("search").click()
+    page.wait_for_selector("[data-testid=results] li")
+    assert len(result_ids(page)) == 12
+    assert "text search in images" in page.get_by_test_id("summary").inner_text()
+    assert page.locator("[data-testid=results] li .score").first.inner_text().startswith("#1 · ")
+    page.wait_for_function("document.querySelector('[data-testid=collection-info]').innerText.includes('12 images')",
+                           timeout=10_000)
+
+
+def test_an_uploaded_image_finds_itself_first(page, served, tmp_path):
+    base, _ = served
+    ids = fill(base, "images", 12)
+    query = tmp_path / "query.png"
+    query.write_bytes(sample_pngs(12)[5][0])
+    page.goto(base + "/")
+    page.get_by_test_id("reference-file").set_input_files(str(query))
+    page.get_by_test_id("search").click()
+    page.wait_for_selector("[data-testid=results] li")
+    assert result_ids(page)[0] == ids[5]
+    assert page.locator("[data-testid=results] li .score").first.inner_text() == "#1 · 1.000"
+
+
+def test_a_clicked_result_plus_a_change_runs_the_composed_search(page, served, tirg_encoder):
+    base, _ = served
+    ids = fill(base, "scenes", 12)
+    page.goto(base + "/?collection=scenes")
+    page.get_by_test_id("reference-file").set_input_files(
+        files=[{"name": "q.png", "mimeType": "image/png", "buffer": sample_pngs(12)[3][0]}])
+    page.get_by_test_id("search").click()  # image search in the TIRG collection
+    page.wait_for_selector("[data-testid=results] li")
+    page.locator(f"[data-testid=results] li[data-image-id='{ids[3]}']").click()
+    page.get_by_test_id("text").fill(TEXT)
+    page.get_by_test_id("search").click()
+    page.wait_for_function("document.querySelector('[data-testid=summary]').innerText.includes('change')")
+    shown = result_ids(page)
+    assert ids[3] not in shown and len(shown) == 11  # the reference is excluded from its own results
+
+    # The page shows what the model ranks first for (reference, text), computed here without the server.
+    images = [Image.open(io.BytesIO(data)) for data, _ in sample_pngs(12)]
+    query = tirg_encoder.compose([images[3]], [TEXT])[0]
+    scores = tirg_encoder.encode_images(images) @ query
+    scores[3] = -np.inf
+    assert shown[0] == ids[int(np.argmax(scores))]
+
+
+def test_a_refused_query_shows_the_servers_reason(page, served):
+    base, _ = served
+    fill(base, "scenes", 3)
+    page.goto(base + "/?collection=scenes")
+    page.get_by_test_id("text").fill("a red cube")
+    page.get_by_test_id("search").click()
+    page.wait_for_selector("[data-testid=status].error")
+    assert "answers image" in page.get_by_test_id("status").inner_text()
+
+
+def test_images_added_from_the_page_are_counted(page, served, tmp_path):
+    base, _ = served
+    paths = []
+    for i, (data, _) in enumerate(sample_pngs(3)):
+        paths.append(tmp_path / f"{i}.png")
+        paths[-1].write_bytes(data)
+    page.goto(base + "/")
+    page.locator("details summary").click()
+    page.get_by_test_id("add-files").set_input_files([str(p) for p in paths])
+    page.get_by_test_id("add").click()
+    page.wait_for_function("document.querySelector('[data-testid=status]').innerText.startsWith('Added')")
+    assert page.get_by_test_id("status").inner_text() == "Added 3, already there 0."
+    page.wait_for_function("document.querySelector('[data-testid=collection-info]').innerText.includes('3 images')",
+                           timeout=10_000)

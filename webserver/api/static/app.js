@@ -1,0 +1,163 @@
+// The search page: plain JS over the JSON API (no build step, no framework).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { collections: [], reference: null };  // reference: {file} or {imageId, url, collection}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, options);
+  const body = response.headers.get("content-type")?.includes("json") ? await response.json() : null;
+  if (!response.ok) {
+    throw new Error(body?.detail ? (typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail))
+                                 : `${response.status} ${response.statusText}`);
+  }
+  return body;
+}
+
+function setStatus(message, isError = false) {
+  $("status").textContent = message;
+  $("status").classList.toggle("error", isError);
+}
+
+const MODE_WORDS = { text: "text", image: "image", composed: "image + change" };
+
+async function loadCollections(selected) {
+  const { items } = await api("/collections");
+  state.collections = items;
+  const select = $("collection");
+  select.replaceChildren(...items.map((c) => new Option(`${c.name} (${c.kind})`, c.name)));
+  const fallback = items.find((c) => c.servable)?.name;
+  select.value = selected && items.some((c) => c.name === selected) ? selected : fallback;
+  await showCollectionInfo();
+}
+
+async function showCollectionInfo() {
+  const name = $("collection").value;
+  if (!name) { $("collection-info").textContent = "No collections."; return; }
+  const detail = await api(`/collections/${encodeURIComponent(name)}`);
+  const answers = detail.servable ? detail.answers.map((m) => MODE_WORDS[m]).join(", ")
+                                  : "nothing until reindexed (another model made it)";
+  $("collection-info").textContent = `${detail.metadata_count} images · answers: ${answers}`;
+}
+
+function setReference(reference) {
+  state.reference = reference;
+  const preview = $("reference-preview");
+  if (preview.src.startsWith("blob:")) URL.revokeObjectURL(preview.src);
+  if (!reference) {
+    preview.hidden = true;
+    preview.removeAttribute("src");
+  } else {
+    preview.src = reference.file ? URL.createObjectURL(reference.file) : reference.url;
+    preview.hidden = false;
+  }
+  $("reference-clear").hidden = !reference;
+}
+
+async function referenceFor(collection) {
+  // An indexed image of another collection travels as a file.
+  const ref = state.reference;
+  if (ref && ref.imageId !== undefined && ref.collection !== collection) {
+    const blob = await (await fetch(ref.url)).blob();
+    return { file: new File([blob], `image-${ref.imageId}.png`, { type: blob.type }) };
+  }
+  return ref;
+}
+
+async function search(event) {
+  event?.preventDefault();
+  const collection = $("collection").value;
+  const form = new FormData();
+  form.append("collection", collection);
+  form.append("top_k", $("top-k").value);
+  const text = $("text").value.trim();
+  if (text) form.append("text", text);
+  const reference = await referenceFor(collection);
+  if (reference?.file) form.append("image", reference.file);
+  else if (reference) form.append("image_id", reference.imageId);
+  if (!text && !reference) { setStatus("Type a text, add an image, or both.", true); return; }
+  setStatus("Searching…");
+  try {
+    const result = await api("/search", { method: "POST", body: form });
+    renderResults(result);
+    setStatus("");
+  } catch (error) {
+    setStatus(error.message, true);
+  }
+}
+
+function renderResults(result) {
+  $("summary").textContent =
+    `${result.results.length} results · ${MODE_WORDS[result.mode]} search in ${result.collection} · ${result.took_ms} ms`;
+  const items = result.results.map((hit, rank) => {
+    const li = document.createElement("li");
+    li.dataset.imageId = hit.id;
+    li.title = "Use as the reference image";
+    const img = document.createElement("img");
+    img.src = hit.url;
+    img.alt = hit.caption || `image ${hit.id}`;
+    img.loading = "lazy";
+    const score = document.createElement("div");
+    score.className = "score";
+    score.textContent = `#${rank + 1} · ${hit.score.toFixed(3)}`;
+    const caption = document.createElement("div");
+    caption.className = "caption";
+    caption.textContent = hit.caption || `id ${hit.id}`;
+    li.append(img, score, caption);
+    li.addEventListener("click", () => {
+      setReference({ imageId: hit.id, url: hit.url, collection: result.collection });
+      $("text").focus();
+      setStatus("Reference set: type a change and search.");
+    });
+    return li;
+  });
+  $("results").replaceChildren(...items);
+}
+
+async function addImages(event) {
+  event.preventDefault();
+  const files = $("add-files").files;
+  if (!files.length) { setStatus("Choose one or more images to add.", true); return; }
+  const form = new FormData();
+  for (const file of files) form.append("files", file);
+  setStatus(`Adding ${files.length} image(s)…`);
+  try {
+    const { items } = await api(`/collections/${encodeURIComponent($("collection").value)}/images`,
+                                { method: "POST", body: form });
+    const fresh = items.filter((item) => !item.duplicate).length;
+    $("add-files").value = "";
+    await showCollectionInfo();
+    setStatus(`Added ${fresh}, already there ${items.length - fresh}.`);
+  } catch (error) {
+    setStatus(error.message, true);
+  }
+}
+
+function wireDropzone() {
+  const zone = $("reference");
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("over");
+    const file = [...e.dataTransfer.files].find((f) => f.type.startsWith("image/"));
+    if (file) setReference({ file });
+  });
+  $("reference-file").addEventListener("change", (e) => {
+    if (e.target.files[0]) setReference({ file: e.target.files[0] });
+  });
+  $("reference-clear").addEventListener("click", () => setReference(null));
+}
+
+window.addEventListener("DOMContentLoaded", async () => {
+  wireDropzone();
+  $("search-form").addEventListener("submit", search);
+  $("add-form").addEventListener("submit", addImages);
+  $("collection").addEventListener("change", () => showCollectionInfo().catch((e) => setStatus(e.message, true)));
+  try {
+    await loadCollections(new URLSearchParams(location.search).get("collection"));
+    setStatus("");
+  } catch (error) {
+    setStatus(error.message, true);
+  }
+});

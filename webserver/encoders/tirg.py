@@ -1,0 +1,50 @@
+"""The TIRG composer as a server encoder: gallery images -> vectors, (image, modification text) -> query.
+
+Wraps `tirg.inference` (the library knows nothing of the server). The id a collection records is the
+model's weights fingerprint, so a run's checkpoint.pt and its exported tirg.pt are the same encoder.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from webserver.encoders.base import TIRG, pick_device
+from webserver.errors import EncoderLoadError
+
+
+class TirgEncoder:
+    kind = TIRG
+    modes = frozenset({"image", "composed"})
+
+    def __init__(self, checkpoint: str | Path, *, device: str = "auto", batch_size: int = 64):
+        from tirg.checkpoint import weights_fingerprint
+        from tirg.inference import load_tirg
+
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise EncoderLoadError(
+                f"TIRG_CHECKPOINT={str(checkpoint)!r}: no such file. Train and export one "
+                "(python -m tirg ... --export DIR, see README 'TIRG'), or unset TIRG_CHECKPOINT.")
+        try:
+            self.composer = load_tirg(path, pick_device(device))
+        except Exception as exc:  # torch.load raises pickle, zip, key and shape errors alike
+            raise EncoderLoadError(f"TIRG_CHECKPOINT={str(checkpoint)!r} could not be loaded: {exc}") from None
+        self.batch_size = batch_size
+        self.dimension = self.composer.dimension
+        self.encoder_id = f"{TIRG}/{self.composer.config.model}/weights-{weights_fingerprint(self.composer.model)}"
+        self._lock = threading.Lock()  # one forward pass at a time; torch already uses every core
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        parts = []
+        for start in range(0, len(images), self.batch_size):
+            with self._lock:
+                parts.append(self.composer.encode_image(images[start:start + self.batch_size]))
+        return np.concatenate(parts) if parts else np.zeros((0, self.dimension), np.float32)
+
+    def compose(self, images: Sequence[Image.Image], texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            return self.composer.compose(images, texts).astype(np.float32)
