@@ -15,8 +15,9 @@ an image-only model can find a target by looking for the source's one-change nei
 and its parent). With 2 children per scene the image alone found it at R@1 15 by raw pixels and 36.7
 for an ideal image-only model (scripts/probe_css_leak.py, 17k test images); with 15 (every tree of 16
 a root and its 15 one-change variants) those fall to about 5 and 6.7, as the paper's image-only 6.3,
-and the text is what picks the variant the query asks for. In "train", a few (colour, shape) pairs never appear ("novel" in the name):
-the test split has them.
+and the text is what picks the variant the query asks for.
+
+In "train", a few (colour, shape) pairs never appear ("novel" in the name): the test split has them.
 """
 from __future__ import annotations
 
