@@ -50,7 +50,7 @@ def run_local(args: argparse.Namespace, files: list[Path]) -> int:
     settings = Settings()
     collection = default_collection(args, settings)
     try:
-        precomputed = PrecomputedVectors(args.path) if PrecomputedVectors.present(args.path) else None
+        precomputed = PrecomputedVectors(args.path) if args.seed_layout else None
         services = build_services(settings)
         services.vectors.ping()  # fail now, with the lock hint, rather than after reading files
         services.metadata.create_schema()
@@ -152,11 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     from webserver.services.bulk import PrecomputedVectors, find_image_files
 
     files = find_image_files(args.path)
+    args.seed_layout = PrecomputedVectors.present(args.path)  # img.npy beside the images
     if args.encoder is None:
-        args.encoder = "tirg" if PrecomputedVectors.present(args.path) else "clip"
+        args.encoder = "tirg" if args.seed_layout else "clip"
     if args.captions is None and (args.path / "captions.json").is_file():
         args.captions = args.path / "captions.json"
-    if args.server and PrecomputedVectors.present(args.path):
+    if args.server and args.seed_layout:
         print("note: --server uploads the images and the server encodes them; img.npy is not sent",
               file=sys.stderr)
     return run_remote(args, files) if args.server else run_local(args, files)

@@ -56,5 +56,7 @@ def build_services(settings: Settings, encoders: EncoderSet | None = None) -> Se
     collections = CollectionService(metadata=metadata, vectors=vectors, files=files, encoders=encoders)
     images = ImageService(collections=collections, metadata=metadata, vectors=vectors, files=files,
                           max_bytes=settings.MAX_UPLOAD_BYTES, max_pixels=settings.MAX_IMAGE_PIXELS)
-    search = SearchService(collections=collections, images=images, metadata=metadata, vectors=vectors)
+    defaults = {"text": settings.MILVUS_TABLE, "image": settings.MILVUS_TABLE, "composed": settings.TIRG_TABLE}
+    search = SearchService(collections=collections, images=images, metadata=metadata, vectors=vectors,
+                           default_collections=defaults)
     return Services(settings, encoders, metadata, vectors, files, collections, images, search)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import time
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ MODE_WORDS = {"text": "text", "image": "image (file or image_id)", "composed": "
 
 @dataclass(frozen=True)
 class SearchQuery:
-    collection: str
+    collection: str | None  # None: the service's default for the query's mode
     text: str | None = None
     image: Upload | None = None
     image_id: int | None = None
@@ -74,7 +75,9 @@ def check_answerable(collection: str, encoder: Encoder, mode: str) -> None:
 
 class SearchService:
     def __init__(self, *, collections: CollectionService, images: ImageService, metadata: MetadataStore,
-                 vectors: VectorStore):
+                 vectors: VectorStore, default_collections: dict[str, str]):
+        """`default_collections`: query mode -> the collection a query without one goes to."""
+        self.default_collections = default_collections
         self.collections = collections
         self.images = images
         self.metadata = metadata
@@ -84,6 +87,8 @@ class SearchService:
         started = time.perf_counter()
         _check_paging(query)
         mode = query_mode(query)
+        if query.collection is None:
+            query = dataclasses.replace(query, collection=self.default_collections[mode])
         encoder = self.collections.require_servable(query.collection)
         check_answerable(query.collection, encoder, mode)
         expression = build_filter(query.filter, exclude_id=query.image_id)

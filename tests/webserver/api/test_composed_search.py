@@ -77,3 +77,13 @@ def test_without_a_tirg_model_tirg_collections_are_refused_clearly(make_settings
         refused = client.post("/search", data={"collection": "scenes", "image_id": 1})
         assert refused.status_code == 409
         assert client.post("/search", data={"text": "a dress"}).status_code == 200  # CLIP still serves
+
+
+def test_the_default_collection_follows_the_query_mode(client):
+    tirg_collection(client, count=3)
+    upload(client, "images", 3)
+    # A browser form sends an empty, nameless part for an unused file input: that is a text query.
+    text = client.post("/search", data={"text": "a dress"}, files={"image": ("", b"", "application/octet-stream")})
+    assert (text.status_code, text.json()["mode"], text.json()["collection"]) == (200, "text", "images")
+    composed = client.post("/search", data={"text": TEXT, "image_id": 1})
+    assert (composed.json()["mode"], composed.json()["collection"]) == ("composed", "scenes")

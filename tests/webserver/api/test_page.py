@@ -51,14 +51,14 @@ def browser():
 
 @pytest.fixture
 def served(make_settings, encoders):
-    """(base URL, the app) served by uvicorn in a thread, as `python main.py` serves it."""
+    """The base URL of the app served by uvicorn in a thread, as `python main.py` serves it."""
     port = free_port()
     app = create_app(make_settings(), encoders)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_for_port(port, 60)
-    yield f"http://127.0.0.1:{port}", app
+    yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=30)
 
@@ -80,27 +80,36 @@ def fill(base: str, collection: str, count: int) -> list[int]:
         return [item["id"] for item in response.json()["items"]]
 
 
+def wait_for_text(page, test_id: str, text: str) -> None:
+    page.wait_for_function(f"document.querySelector('[data-testid={test_id}]').innerText.includes({text!r})",
+                           timeout=10_000)
+
+
+def search(page, base: str, query: str, collection: str | None = None) -> None:
+    """Open the page (on a collection), type a query and press Search."""
+    page.goto(base + ("/" if collection is None else f"/?collection={collection}"))
+    page.get_by_test_id("text").fill(query)
+    page.get_by_test_id("search").click()
+
+
 def result_ids(page) -> list[int]:
     return [int(i) for i in page.locator("[data-testid=results] li").evaluate_all(
         "items => items.map(li => li.dataset.imageId)")]
 
 
 def test_a_text_search_shows_a_grid_with_scores(page, served):
-    base, _ = served
+    base = served
     fill(base, "images", 12)
-    page.goto(base + "/")
-    page.get_by_test_id("text").fill("a dress")
-    page.get_by_test_id("search").click()
+    search(page, base, "a dress")
     page.wait_for_selector("[data-testid=results] li")
     assert len(result_ids(page)) == 12
     assert "text search in images" in page.get_by_test_id("summary").inner_text()
     assert page.locator("[data-testid=results] li .score").first.inner_text().startswith("#1 · ")
-    page.wait_for_function("document.querySelector('[data-testid=collection-info]').innerText.includes('12 images')",
-                           timeout=10_000)
+    wait_for_text(page, "collection-info", "12 images")
 
 
 def test_an_uploaded_image_finds_itself_first(page, served, tmp_path):
-    base, _ = served
+    base = served
     ids = fill(base, "images", 12)
     query = tmp_path / "query.png"
     query.write_bytes(sample_pngs(12)[5][0])
@@ -113,7 +122,7 @@ def test_an_uploaded_image_finds_itself_first(page, served, tmp_path):
 
 
 def test_a_clicked_result_plus_a_change_runs_the_composed_search(page, served, tirg_encoder):
-    base, _ = served
+    base = served
     ids = fill(base, "scenes", 12)
     page.goto(base + "/?collection=scenes")
     page.get_by_test_id("reference-file").set_input_files(
@@ -123,7 +132,7 @@ def test_a_clicked_result_plus_a_change_runs_the_composed_search(page, served, t
     page.locator(f"[data-testid=results] li[data-image-id='{ids[3]}']").click()
     page.get_by_test_id("text").fill(TEXT)
     page.get_by_test_id("search").click()
-    page.wait_for_function("document.querySelector('[data-testid=summary]').innerText.includes('change')")
+    wait_for_text(page, "summary", "change")
     shown = result_ids(page)
     assert ids[3] not in shown and len(shown) == 11  # the reference is excluded from its own results
 
@@ -136,17 +145,15 @@ def test_a_clicked_result_plus_a_change_runs_the_composed_search(page, served, t
 
 
 def test_a_refused_query_shows_the_servers_reason(page, served):
-    base, _ = served
+    base = served
     fill(base, "scenes", 3)
-    page.goto(base + "/?collection=scenes")
-    page.get_by_test_id("text").fill("a red cube")
-    page.get_by_test_id("search").click()
+    search(page, base, "a red cube", collection="scenes")
     page.wait_for_selector("[data-testid=status].error")
     assert "answers image" in page.get_by_test_id("status").inner_text()
 
 
 def test_images_added_from_the_page_are_counted(page, served, tmp_path):
-    base, _ = served
+    base = served
     paths = []
     for i, (data, _) in enumerate(sample_pngs(3)):
         paths.append(tmp_path / f"{i}.png")
@@ -155,7 +162,6 @@ def test_images_added_from_the_page_are_counted(page, served, tmp_path):
     page.locator("details summary").click()
     page.get_by_test_id("add-files").set_input_files([str(p) for p in paths])
     page.get_by_test_id("add").click()
-    page.wait_for_function("document.querySelector('[data-testid=status]').innerText.startsWith('Added')")
+    wait_for_text(page, "status", "Added")
     assert page.get_by_test_id("status").inner_text() == "Added 3, already there 0."
-    page.wait_for_function("document.querySelector('[data-testid=collection-info]').innerText.includes('3 images')",
-                           timeout=10_000)
+    wait_for_text(page, "collection-info", "3 images")

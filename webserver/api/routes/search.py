@@ -28,11 +28,8 @@ def search(
     filter: Annotated[str | None, Form(
         description='JSON object of metadata equalities, e.g. {"label": "dress"}')] = None,
 ) -> SearchResponse:
-    text = text if text and text.strip() else None
-    composed = text is not None and (image is not None or image_id is not None)
-    default = services.settings.TIRG_TABLE if composed else services.settings.MILVUS_TABLE
     query = SearchQuery(
-        collection=collection or default, text=text,
+        collection=collection or None, text=text if text and text.strip() else None,
         image=optional_upload(image, services.settings.MAX_UPLOAD_BYTES),
         image_id=image_id, top_k=top_k, offset=offset,
         filter=parse_json_object(filter, "filter"),
