@@ -44,7 +44,8 @@ def default_collection(args: argparse.Namespace, settings) -> str:
 def run_local(args: argparse.Namespace, files: list[Path]) -> int:
     from config import Settings
     from webserver.errors import DomainError
-    from webserver.services.bulk import BulkIngest, PrecomputedVectors, load_captions
+    from _ingest import ingest_with_progress
+    from webserver.services.bulk import PrecomputedVectors, load_captions
     from webserver.services.container import build_services
 
     settings = Settings()
@@ -66,18 +67,12 @@ def run_local(args: argparse.Namespace, files: list[Path]) -> int:
             print(f"hint: python scripts/insert_milvus.py {args.path} --collection {collection} "
                   f"--server http://127.0.0.1:{settings.PORT}", file=sys.stderr)
         return 2
-    ingest = BulkIngest(images=services.images, metadata=services.metadata, collection=collection,
-                        root=args.path, captions=load_captions(args.captions), precomputed=precomputed)
-    with tqdm(total=len(files), unit="img", desc=f"indexing into {collection}") as bar:
-        def progress(done: int, report) -> None:
-            bar.update(done)
-            bar.set_postfix(added=report.added, skipped=report.already_indexed, failed=len(report.failed))
-
-        try:
-            report = ingest.run(files, args.batch_size, on_batch=progress)
-        except DomainError as exc:
-            print(f"\nerror: {exc.detail} (re-run to resume: finished batches are kept)", file=sys.stderr)
-            return 1
+    try:
+        report = ingest_with_progress(services, collection, args.path, files, batch_size=args.batch_size,
+                                      captions=load_captions(args.captions), precomputed=precomputed)
+    except DomainError as exc:
+        print(f"\nerror: {exc.detail} (re-run to resume: finished batches are kept)", file=sys.stderr)
+        return 1
     for path, reason in report.failed:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     info = services.collections.describe(collection)

@@ -70,6 +70,16 @@ def encoders(encoder, tirg_encoder):
 
 
 @pytest.fixture(scope="session")
+def tiny_css(tmp_path_factory):
+    """A small generated data set (2D renderer: fast) shared by the tirg and script tests."""
+    from tirg.scenes.generate import generate
+
+    root = tmp_path_factory.mktemp("css") / "CSSDataset"
+    generate(root, train_images=160, test_images=80, renderer="2d", image_size=32, seed=3, workers=1)
+    return root
+
+
+@pytest.fixture(scope="session")
 def mariadb(tmp_path_factory):
     if not servers.mariadb_available():
         if os.environ.get("REQUIRE_MARIADB") == "1":

@@ -17,14 +17,31 @@ from tirg.text import Vocabulary
 FORMAT = "tirg-checkpoint/1"
 
 
-def save_checkpoint(path: str | Path, model: ComposeModel, **extra: Any) -> Path:
-    """`extra` (iteration, metrics, ...) is stored beside the weights under `meta`."""
+def save_checkpoint(path: str | Path, model: ComposeModel, *, weights_dtype: torch.dtype | None = None,
+                    **extra: Any) -> Path:
+    """`extra` (iteration, metrics, ...) is stored beside the weights under `meta`. `weights_dtype`
+    (e.g. torch.float16, to ship a file half the size) converts the floating tensors; loading converts
+    them back to the model's dtype."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: _stored(v.detach().cpu(), weights_dtype) for k, v in model.state_dict().items()}
     torch.save({"format": FORMAT, "config": model.config.to_dict(), "vocabulary": model.vocabulary.to_list(),
                 "state_dict": state, "meta": extra}, path)
     return path
+
+
+def _stored(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    return tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
+
+
+def round_weights(model: ComposeModel, dtype: torch.dtype) -> ComposeModel:
+    """Round the model's floating weights to `dtype` and back, in place: the model then computes exactly
+    what one loaded from a file saved with `weights_dtype=dtype` computes."""
+    with torch.no_grad():
+        for tensor in list(model.parameters()) + list(model.buffers()):
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.to(dtype))
+    return model
 
 
 def read_checkpoint(path: str | Path) -> dict:

@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tirg.checkpoint import load_model, save_checkpoint
+from tirg.checkpoint import load_model, round_weights, save_checkpoint
 from tirg.inference import load_tirg
 from tirg.models import TirgConfig, create_model
 from tirg.text import Vocabulary
@@ -41,3 +41,21 @@ def test_other_files_are_refused(tmp_path):
     torch.save({"state_dict": {}}, path)
     with pytest.raises(ValueError, match="tirg-checkpoint"):
         load_model(path)
+
+
+def test_fp16_weights_halve_the_file_and_load_as_the_rounded_model(tmp_path):
+    torch.manual_seed(0)
+    model = create_model(TirgConfig(embed_dim=32, word_dim=16, lstm_dim=16, image_size=32),
+                         Vocabulary.build(["make center red object blue"])).eval()
+    full = save_checkpoint(tmp_path / "fp32.pt", model)
+    half = save_checkpoint(tmp_path / "fp16.pt", model, weights_dtype=torch.float16)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded = load_model(half)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    rounded = round_weights(load_model(full), torch.float16)
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = rounded.compose_img_text(images, ["make center red object blue"] * 2)
+        torch.testing.assert_close(loaded.compose_img_text(images, ["make center red object blue"] * 2), expected,
+                                   rtol=0, atol=0)
+        assert not torch.equal(model.compose_img_text(images, ["make center red object blue"] * 2), expected)

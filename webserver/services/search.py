@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import io
 import time
 from dataclasses import dataclass
@@ -91,7 +92,7 @@ class SearchService:
             query = dataclasses.replace(query, collection=self.default_collections[mode])
         encoder = self.collections.require_servable(query.collection)
         check_answerable(query.collection, encoder, mode)
-        expression = build_filter(query.filter, exclude_id=query.image_id)
+        expression = build_filter(query.filter, exclude_id=self._query_image_id(query, mode))
         stages = _StageClock()
         with stages("encode"):
             vector = self._query_vector(query, mode, encoder)
@@ -103,6 +104,15 @@ class SearchService:
         found = [SearchHit(records[hit.id], hit.score) for hit in hits if hit.id in records]
         took_ms = (time.perf_counter() - started) * 1000
         return SearchResult(mode, query.collection, took_ms, found, stages.seconds)
+
+    def _query_image_id(self, query: SearchQuery, mode: str) -> int | None:
+        """The indexed image a query starts from, kept out of its results: the `image_id`, or, for a composed
+        query with an uploaded file, a stored copy of those bytes ("this one, but blue" never wants the
+        unchanged image back; the paper's protocol). An image query by upload still finds its copy."""
+        if query.image_id is not None or mode != "composed":
+            return query.image_id
+        digest = hashlib.sha256(query.image.data).hexdigest()
+        return self.metadata.find_by_sha256(query.collection, [digest]).get(digest)
 
     def _query_vector(self, query: SearchQuery, mode: str, encoder: Encoder) -> np.ndarray:
         if mode == "text":

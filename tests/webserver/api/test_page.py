@@ -3,20 +3,26 @@ served by uvicorn on a local port. Skipped where Chromium or Playwright is missi
 REQUIRE_BROWSER=1 (CI), where that fails."""
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import threading
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import uvicorn
 from PIL import Image
 
 from tests.images import sample_pngs
+from tests.conftest import ROOT
 from tests.servers import free_port, wait_for_port
 from tests.webserver.api.helpers import upload
+from tirg.data import CSSDataset
+from tirg.scenes.generate import generate
 from webserver.api.app import create_app
+from webserver.services.container import load_encoders
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
@@ -49,11 +55,10 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def served(make_settings, encoders):
-    """The base URL of the app served by uvicorn in a thread, as `python main.py` serves it."""
+@contextlib.contextmanager
+def serve(app):
+    """The base URL of `app` served by uvicorn in a thread, as `python main.py` serves it."""
     port = free_port()
-    app = create_app(make_settings(), encoders)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -61,6 +66,12 @@ def served(make_settings, encoders):
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=30)
+
+
+@pytest.fixture
+def served(make_settings, encoders):
+    with serve(create_app(make_settings(), encoders)) as base:
+        yield base
 
 
 @pytest.fixture
@@ -72,8 +83,6 @@ def page(browser, served):
 
 
 def fill(base: str, collection: str, count: int) -> list[int]:
-    import httpx
-
     with httpx.Client(base_url=base) as client:
         response, _ = upload(client, collection, count)
         assert response.status_code == 201, response.text
@@ -165,3 +174,47 @@ def test_images_added_from_the_page_are_counted(page, served, tmp_path):
     wait_for_text(page, "status", "Added")
     assert page.get_by_test_id("status").inner_text() == "Added 3, already there 0."
     wait_for_text(page, "collection-info", "3 images")
+
+
+@pytest.fixture(scope="module")
+def demo_scenes(tmp_path_factory):
+    """Scenes as the demo makes them (the generator's test split, 3d, 64 px)."""
+    root = tmp_path_factory.mktemp("demo") / "scenes"
+    generate(root, train_images=0, test_images=200, renderer="3d", image_size=64, seed=0, workers=1)
+    return root
+
+
+@pytest.fixture
+def page_on_shipped_models(browser, make_settings):
+    """A page served with the models shipped in models/ (those the demo serves)."""
+    settings = make_settings(CLIP_MODEL="css-clip", CLIP_PRETRAINED=str(ROOT / "models" / "css-clip.pt"),
+                             TIRG_CHECKPOINT=ROOT / "models" / "tirg-css.pt")
+    with serve(create_app(settings, load_encoders(settings))) as base:
+        context = browser.new_context()
+        yield context.new_page(), base
+        context.close()
+
+
+def test_a_clicked_scene_plus_a_change_finds_the_expected_target_in_the_top_5(page_on_shipped_models,
+                                                                            demo_scenes):
+    page, base = page_on_shipped_models
+    files = sorted((demo_scenes / "images").glob("css_test_*.png"))
+    with httpx.Client(base_url=base, timeout=120) as client:
+        response = client.post("/collections/scenes/images",
+                               files=[("files", (f.name, f.read_bytes(), "image/png")) for f in files])
+        assert response.status_code == 201, response.text
+        ids = [item["id"] for item in response.json()["items"]]
+    split = CSSDataset(demo_scenes, "test", load_images=False)
+    query = split.queries[0]  # the first query of the split, not a picked one
+
+    page.goto(base + "/?collection=scenes")
+    page.get_by_test_id("reference-file").set_input_files(str(files[query.source]))
+    page.get_by_test_id("search").click()  # image search: the scene itself comes first
+    page.wait_for_selector(f"[data-testid=results] li[data-image-id='{ids[query.source]}']")
+    page.locator(f"[data-testid=results] li[data-image-id='{ids[query.source]}']").click()
+    page.get_by_test_id("text").fill(query.text)
+    page.get_by_test_id("search").click()
+    wait_for_text(page, "summary", "change")
+    scene_of = {image_id: index for index, image_id in enumerate(ids)}
+    top_labels = [split.labels[scene_of[image_id]] for image_id in result_ids(page)[:5]]
+    assert split.labels[query.target] in top_labels, (query, top_labels)

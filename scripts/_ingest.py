@@ -1,0 +1,25 @@
+"""Shared by the scripts that index folders (insert_milvus.py, demo.py): BulkIngest behind a tqdm bar."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from tqdm import tqdm
+
+from webserver.services.bulk import BulkIngest, BulkReport, PrecomputedVectors
+from webserver.services.container import Services
+
+
+def ingest_with_progress(services: Services, collection: str, root: Path, files: Sequence[Path], *,
+                         batch_size: int, captions: dict[str, str],
+                         precomputed: PrecomputedVectors | None = None) -> BulkReport:
+    """Index `files` into `collection`, showing added / already indexed / failed as it goes.
+    Raises DomainError when a store fails (finished batches are kept: re-running resumes)."""
+    ingest = BulkIngest(images=services.images, metadata=services.metadata, collection=collection,
+                        root=root, captions=captions, precomputed=precomputed)
+    with tqdm(total=len(files), unit="img", desc=f"indexing into {collection}") as bar:
+        def progress(done: int, report: BulkReport) -> None:
+            bar.update(done)
+            bar.set_postfix(added=report.added, skipped=report.already_indexed, failed=len(report.failed))
+
+        return ingest.run(files, batch_size, on_batch=progress)

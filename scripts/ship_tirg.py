@@ -1,0 +1,99 @@
+"""Ship a trained TIRG checkpoint: fp16 weights, evaluated as shipped, with a model card.
+
+    python scripts/ship_tirg.py runs/<run>/checkpoint.pt --dataset_path CSSDataset --out models/tirg-css.pt
+
+The weights are rounded to fp16 (half the file: the demo ships <= 40 MB of models) and the rounded
+model is evaluated in fp32, as the server runs it, on the whole test split with the paper's protocol.
+The card (`<out>.md`, `<out>.json`) records the data, the training command, iterations, wall time and
+that Recall@K. The run's results.json (beside the checkpoint) supplies the training options.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import _bootstrap  # noqa: F401
+import torch
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path, help="a training run's checkpoint.pt")
+    parser.add_argument("--dataset_path", type=Path, default=Path("CSSDataset"))
+    parser.add_argument("--out", type=Path, default=Path("models/tirg-css.pt"))
+    parser.add_argument("--threads", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def training_command(run: dict, model_name: str, dataset_path: Path) -> str:
+    options = run.get("options", {})
+    flags = {"dataset": "css3d", "dataset_path": dataset_path, "num_iters": options.get("num_iters"),
+             "model": model_name, "loss": options.get("loss"), "batch_size": options.get("batch_size"),
+             "learning_rate": options.get("learning_rate"),
+             "learning_rate_decay_frequency": options.get("learning_rate_decay_frequency"),
+             "precision": options.get("precision")}
+    return "python -m tirg " + " ".join(f"--{k}={v}" for k, v in flags.items() if v is not None)
+
+
+def write_card(args: argparse.Namespace, card: dict) -> Path:
+    path = args.out.with_suffix(".md")
+    run = card["training"]
+    recall = ", ".join(f"{k} {v:.1f}" for k, v in card["test"].items())
+    path.write_text(
+        f"# {args.out.name}: the offline demo's TIRG\n\n"
+        f"- Model: `{card['config']['model']}` (Vo et al., CVPR 2019), backbone {card['config']['backbone']} "
+        f"(random init), {card['config']['image_size']} px images, {card['config']['embed_dim']}-d vectors, "
+        f"vocabulary {card['vocabulary']} words; {card['parameters'] / 1e6:.1f}M parameters, weights in fp16 "
+        f"({args.out.stat().st_size / 1e6:.1f} MB).\n"
+        f"- Data: the generated CSS-style set (`python scripts/make_css.py --out {args.dataset_path}`, 3d "
+        f"renderer), train split {card['train_images']} images.\n"
+        f"- Training: `{run['command']}` — {run['iterations']} iterations, "
+        f"{run['wall_time_s'] / 60:.0f} min on this project's 2-core CPU (run `{run['run']}`).\n"
+        f"- Test split ({card['test_images']} images, {card['test_queries']} queries, the paper's protocol: "
+        f"query image excluded, a hit is the target's scene), these fp16 weights evaluated in fp32: {recall}.\n"
+        f"- Shipped with: `python scripts/ship_tirg.py {args.checkpoint} --dataset_path {args.dataset_path} "
+        f"--out {args.out}`\n"
+        f"- Serve: `TIRG_CHECKPOINT={args.out}`.\n")
+    args.out.with_suffix(".json").write_text(json.dumps(card, indent=2))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from tirg.checkpoint import load_model, read_checkpoint, round_weights, save_checkpoint
+    from tirg.data import CSSDataset, ImageNormalizer
+    from tirg.evaluate import evaluate
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    meta = read_checkpoint(args.checkpoint).get("meta", {})
+    results_file = args.checkpoint.parent / "results.json"
+    run = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    model = round_weights(load_model(args.checkpoint), torch.float16)
+    config = model.config
+    test_set = CSSDataset(args.dataset_path, "test", config.image_size)
+    started = time.monotonic()
+    print(f"evaluating the fp16 weights on {len(test_set.queries)} test queries ...", flush=True)
+    recall = evaluate(model, test_set, ImageNormalizer(config.image_mean, config.image_std, torch.device("cpu")))
+    card = {
+        "test": {k: round(v, 2) for k, v in recall.items()}, "eval_s": round(time.monotonic() - started, 1),
+        "config": config.to_dict(), "vocabulary": len(model.vocabulary),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "train_images": len(CSSDataset(args.dataset_path, "train", config.image_size, load_images=False)),
+        "test_images": len(test_set), "test_queries": len(test_set.queries),
+        "training": {"run": args.checkpoint.parent.name, "iterations": meta.get("iteration"),
+                     "wall_time_s": meta.get("wall_time_s"),
+                     "command": training_command(run, config.model, args.dataset_path),
+                     "test_at_end_of_training": run.get("test")},
+    }
+    save_checkpoint(args.out, model, weights_dtype=torch.float16, shipped_from=args.checkpoint.parent.name,
+                    iteration=meta.get("iteration"), test=card["test"])
+    print(json.dumps(card["test"]), f"-> {args.out} ({write_card(args, card)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""ship_tirg: a trained run becomes an fp16 checkpoint with a card whose recall is that of the shipped
+weights (checked here by evaluating the shipped file again)."""
+import json
+
+import torch
+
+from tests.scripts.helpers import run_script
+from tirg.checkpoint import load_model
+from tirg.data import CSSDataset, ImageNormalizer
+from tirg.evaluate import evaluate
+from tirg.main import main as train
+
+
+def test_a_run_is_shipped_in_fp16_with_a_card_of_its_measured_recall(tiny_css, tmp_path):
+    assert train(["--dataset_path", str(tiny_css), "--num_iters", "20", "--batch_size", "16", "--image_size", "32",
+                  "--embed_dim", "32", "--eval_every", "20", "--runs_dir", str(tmp_path / "runs"),
+                  "--comment", "_ship", "--threads", "1"]) == 0
+    checkpoint = next((tmp_path / "runs").iterdir()) / "checkpoint.pt"
+    out = tmp_path / "models" / "tirg-css.pt"
+    result = run_script("ship_tirg.py", str(checkpoint), "--dataset_path", str(tiny_css), "--out", str(out),
+                        "--threads", "1", env=None)
+    assert result.returncode == 0, result.stderr
+
+    weights = torch.load(out, weights_only=True)["state_dict"]
+    assert {t.dtype for t in weights.values() if t.is_floating_point()} == {torch.float16}
+    assert out.stat().st_size < 0.6 * checkpoint.stat().st_size
+    card = json.loads(out.with_suffix(".json").read_text())
+    shipped = load_model(out)
+    test_set = CSSDataset(tiny_css, "test", 32)
+    recall = evaluate(shipped, test_set, ImageNormalizer(shipped.config.image_mean, shipped.config.image_std,
+                                                         torch.device("cpu")))
+    assert card["test"] == {k: round(v, 2) for k, v in recall.items()}
+    assert card["training"]["iterations"] == 20 and "--num_iters=20" in card["training"]["command"]
+    assert "R@1" in out.with_suffix(".md").read_text()
