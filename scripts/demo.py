@@ -82,7 +82,6 @@ def index_scenes(services, scenes: Path, batch_size: int) -> None:
     captions = load_captions(scenes / "captions.json")
     for name, kind in ((settings.MILVUS_TABLE, CLIP), (settings.TIRG_TABLE, TIRG)):
         services.collections.ensure(name, kind)
-        services.collections.require_servable(name)
         report = ingest_with_progress(services, name, scenes / "images", files, batch_size=batch_size,
                                       captions=captions)
         for path, reason in report.failed:
