@@ -55,7 +55,7 @@ def ensure_scenes(args: argparse.Namespace) -> Path:
 
     scenes = args.dir / "scenes"
     if not (scenes / DATA_FILE).is_file():
-        with tqdm(total=args.scenes + 1, unit="img", desc="rendering demo scenes") as bar:
+        with tqdm(total=args.scenes, unit="img", desc="rendering demo scenes") as bar:
             generate(scenes, train_images=0, test_images=args.scenes, renderer="3d", image_size=64,
                      seed=args.seed, progress=bar.update)
     return scenes

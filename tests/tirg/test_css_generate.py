@@ -51,3 +51,11 @@ def test_the_same_seed_gives_the_same_data(tmp_path):
     assert a["train"] == b["train"] and a["test"] == b["test"]
     image = "images/css_test_000003.png"
     assert (tmp_path / "a" / image).read_bytes() == (tmp_path / "b" / image).read_bytes()
+
+
+def test_a_split_of_zero_images_stays_empty(tmp_path):
+    """The demo renders only a test split; an empty train split must not still grow a root scene."""
+    data = generate(tmp_path, train_images=0, test_images=12, renderer="2d", image_size=32, workers=1)
+    assert data["train"]["objects_img"] == [] and data["train"]["mods"] == []
+    assert len(data["test"]["objects_img"]) == 12
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == [f"css_test_{i:06d}.png" for i in range(12)]

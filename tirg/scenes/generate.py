@@ -107,7 +107,7 @@ def generate(out: Path, *, train_images: int, test_images: int, renderer: str = 
                   "children_per_scene": children_per_scene, "held_out": sorted(held_out)}
     for index, (split, count) in enumerate((("train", train_images), ("test", test_images))):
         sampler = SceneSampler(random.Random(seed * 1000 + index), held_out if split == "train" else frozenset())
-        roots = max(1, int(count * roots_fraction))
+        roots = max(1, int(count * roots_fraction)) if count else 0
         data[split] = split_record(grow_split(sampler, count, roots, children_per_scene))
     out.mkdir(parents=True, exist_ok=True)
     (out / "images").mkdir(exist_ok=True)
