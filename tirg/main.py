@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     options = TrainOptions(num_iters=args.num_iters, batch_size=args.batch_size, learning_rate=args.learning_rate,
                            weight_decay=args.weight_decay, loss=args.loss, eval_every=args.eval_every,
                            precision=args.precision,
-                           learning_rate_decay_frequency=args.learning_rate_decay_frequency, seed=args.seed)
+                           learning_rate_decay_frequency=args.learning_rate_decay_frequency, seed=args.seed,
+                           started_from=str(args.checkpoint) if args.checkpoint else None)
     result = Trainer(model, train_set, test_set, options, run_dir, device).run()
     print(json.dumps({"test": result["test"], "train": result["train"], "wall_time_s": result["wall_time_s"]}))
     if args.export:

@@ -32,6 +32,7 @@ class TrainOptions:
     precision: str = "fp32"  # "bf16": forward passes under bf16 autocast (1.3x faster on AVX-512 BF16 CPUs)
     train_eval_queries: int = 2000
     seed: int = 0
+    started_from: str | None = None  # the checkpoint training continued from, recorded in results.json
 
 
 def make_optimizer(model: ComposeModel, options: TrainOptions) -> torch.optim.Optimizer:

@@ -11,11 +11,15 @@ from tirg.evaluate import evaluate
 from tirg.main import main as train
 
 
+def train_tiny(tiny_css, runs, comment: str, iterations: int, *extra: str):
+    assert train(["--dataset_path", str(tiny_css), "--num_iters", str(iterations), "--batch_size", "16",
+                  "--image_size", "32", "--embed_dim", "32", "--eval_every", str(iterations), "--runs_dir", str(runs),
+                  "--comment", comment, "--threads", "1", *extra]) == 0
+    return next(runs.glob(f"*{comment}")) / "checkpoint.pt"
+
+
 def test_a_run_is_shipped_in_fp16_with_a_card_of_its_measured_recall(tiny_css, tmp_path):
-    assert train(["--dataset_path", str(tiny_css), "--num_iters", "20", "--batch_size", "16", "--image_size", "32",
-                  "--embed_dim", "32", "--eval_every", "20", "--runs_dir", str(tmp_path / "runs"),
-                  "--comment", "_ship", "--threads", "1"]) == 0
-    checkpoint = next((tmp_path / "runs").iterdir()) / "checkpoint.pt"
+    checkpoint = train_tiny(tiny_css, tmp_path / "runs", "_ship", 20)
     out = tmp_path / "models" / "tirg-css.pt"
     result = run_script("ship_tirg.py", str(checkpoint), "--dataset_path", str(tiny_css), "--out", str(out),
                         "--threads", "1", env=None)
@@ -30,5 +34,23 @@ def test_a_run_is_shipped_in_fp16_with_a_card_of_its_measured_recall(tiny_css, t
     recall = evaluate(shipped, test_set, ImageNormalizer(shipped.config.image_mean, shipped.config.image_std,
                                                          torch.device("cpu")))
     assert card["test"] == {k: round(v, 2) for k, v in recall.items()}
-    assert card["training"]["iterations"] == 20 and "--num_iters=20" in card["training"]["command"]
+    [stage] = card["training"]["stages"]
+    assert card["training"]["iterations"] == 20 and "--num_iters=20" in stage["command"]
     assert "R@1" in out.with_suffix(".md").read_text()
+
+
+def test_a_continued_run_is_carded_with_every_stage_that_made_it(tiny_css, tmp_path):
+    first = train_tiny(tiny_css, tmp_path / "runs", "_first", 20)
+    second = train_tiny(tiny_css, tmp_path / "runs", "_second", 10, "--checkpoint", str(first),
+                        "--learning_rate", "0.001")
+    out = tmp_path / "tirg.pt"
+    result = run_script("ship_tirg.py", str(second), "--dataset_path", str(tiny_css), "--out", str(out),
+                        "--threads", "1", env=None)
+    assert result.returncode == 0, result.stderr
+
+    training = json.loads(out.with_suffix(".json").read_text())["training"]
+    assert [stage["run"] for stage in training["stages"]] == [first.parent.name, second.parent.name]
+    assert training["iterations"] == 30
+    assert f"--checkpoint={first}" in training["stages"][1]["command"]
+    assert "--learning_rate=0.001" in training["stages"][1]["command"]
+    assert "--checkpoint" not in training["stages"][0]["command"]
