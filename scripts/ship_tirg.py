@@ -83,7 +83,7 @@ def write_card(args: argparse.Namespace, card: dict) -> Path:
         f"- Test split ({card['test_images']} images, {card['test_queries']} queries, the paper's protocol: "
         f"query image excluded, a hit is the target's scene), these fp16 weights evaluated in fp32: {recall}.\n"
         f"- Shipped with: `python scripts/ship_tirg.py {args.checkpoint} --dataset_path {args.dataset_path} "
-        f"--out {args.out}`\n"
+        f"--out {args.out}" + (f" --started_from {args.started_from}" if args.started_from else "") + "`\n"
         f"- Serve: `TIRG_CHECKPOINT={args.out}`.\n")
     args.out.with_suffix(".json").write_text(json.dumps(card, indent=2))
     return path
