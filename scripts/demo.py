@@ -81,7 +81,8 @@ def index_scenes(services, scenes: Path, batch_size: int) -> None:
     files = sorted((scenes / "images").glob("css_test_*.png"))
     captions = load_captions(scenes / "captions.json")
     for name, kind in ((settings.MILVUS_TABLE, CLIP), (settings.TIRG_TABLE, TIRG)):
-        services.collections.ensure(name, kind)
+        if not services.collections.is_servable(services.collections.ensure(name, kind)):
+            reencode(services, name, batch_size)
         report = ingest_with_progress(services, name, scenes / "images", files, batch_size=batch_size,
                                       captions=captions)
         for path, reason in report.failed:
@@ -89,6 +90,17 @@ def index_scenes(services, scenes: Path, batch_size: int) -> None:
         print(f"{name} ({kind}): added {report.added}, already indexed {report.already_indexed}, "
               f"failed {len(report.failed)}; holds {services.collections.describe(name).metadata_count} images",
               flush=True)
+
+
+def reencode(services, name: str, batch_size: int) -> None:
+    """The demo's models changed since it indexed (a newer shipped model, or another CLIP_* / TIRG_*
+    setting): encode the stored scenes again rather than serve a collection the server would refuse."""
+    from webserver.services.maintenance import reindex
+
+    old_encoder = services.collections.get_record(name).encoder_id
+    with tqdm(total=services.metadata.count_images(name), unit="img", desc=f"re-encoding {name}") as bar:
+        reindex(services, name, batch_size=batch_size, on_batch=bar.update)
+    print(f"{name}: re-encoded (it held vectors from {old_encoder})", flush=True)
 
 
 def example_query(scenes: Path) -> str:

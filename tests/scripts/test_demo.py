@@ -39,6 +39,26 @@ def test_index_only_makes_both_collections_and_a_second_run_adds_nothing(tmp_pat
     assert "scenes (tirg): added 0, already indexed 30, failed 0; holds 30 images" in second.stdout
 
 
+def test_a_changed_tirg_model_re_encodes_the_demo_collection(tmp_path, clip_checkpoint, tirg_checkpoint):
+    """After a newer model is shipped (here: another TIRG checkpoint), the next start re-encodes the
+    stored scenes instead of serving a collection the server refuses."""
+    args = ("--dir", str(tmp_path / "demo"), "--scenes", "20", "--index-only")
+    data = tmp_path / "data"
+    first = run_script("demo.py", *args, env=script_env(data, clip_checkpoint, TIRG_CHECKPOINT=str(tirg_checkpoint)))
+    assert first.returncode == 0, first.stderr
+
+    shipped = ROOT / "models" / "tirg-css.pt"
+    second = run_script("demo.py", *args, env=script_env(data, clip_checkpoint, TIRG_CHECKPOINT=str(shipped)))
+    assert second.returncode == 0, second.stderr
+    assert "scenes: re-encoded (it held vectors from tirg/" in second.stdout
+    assert "images: re-encoded" not in second.stdout
+    assert "scenes (tirg): added 0, already indexed 20, failed 0; holds 20 images" in second.stdout
+
+    third = run_script("demo.py", *args, env=script_env(data, clip_checkpoint, TIRG_CHECKPOINT=str(shipped)))
+    assert third.returncode == 0, third.stderr
+    assert "re-encoded" not in third.stdout  # the collection now records the shipped model
+
+
 def test_a_missing_model_file_is_one_clear_error(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MILVUS_", "MYSQL_", "TIRG_", "CLIP_"))}
     env.update(CLIP_MODEL="css-clip", CLIP_PRETRAINED=str(ROOT / "models" / "css-clip.pt"),
