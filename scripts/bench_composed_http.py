@@ -93,9 +93,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"run scripts/insert_milvus.py {args.export} first", file=sys.stderr)
             return 2
         online, latencies = online_recall(client, args.collection, queries, dataset.labels, ids)
+        ran_on = client.get("/readyz").json()["checks"].get("tirg_encoder", "no TIRG encoder")
     offline = offline_recall(args.export / "tirg.pt", np.load(args.export / "img.npy"), dataset, queries)
 
-    print(f"{args.queries} test queries (seed {args.seed}), collection {args.collection}")
+    print(f"{args.queries} test queries (seed {args.seed}), collection {args.collection}, server's TIRG: {ran_on}")
     print("| | " + " | ".join(f"R@{k}" for k in KS) + " |\n|---|" + "---|" * len(KS))
     for name, recall in (("HTTP API", online), ("offline (same checkpoint)", offline)):
         print(f"| {name} | " + " | ".join(f"{recall[f'R@{k}']:.1f}" for k in KS) + " |")
@@ -103,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"HTTP composed query latency: median {median_ms:.1f} ms")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"queries": args.queries, "seed": args.seed, "http": online,
-                                    "offline": offline, "http_median_ms": round(median_ms, 2)}, indent=2))
+                                    "offline": offline, "http_median_ms": round(median_ms, 2),
+                                    "server_tirg_encoder": ran_on}, indent=2))
     return 0
 
 

@@ -1,6 +1,6 @@
 """Platform benchmark: ingest throughput and query latency, Milvus Lite vs numpy brute force.
 
-    python scripts/bench_platform.py [--model tiny-clip|ViT-B-32] [--precision fp32|bf16]
+    python scripts/bench_platform.py [--model tiny-clip|ViT-B-32] [--precision auto|fp32|bf16]
                                      [--images 1000] [--sizes 10000 100000] [--queries 200] [--out FILE]
 
 Weights are random (saved to a temp file): timing depends on the architecture, not on the weights, so
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -22,6 +21,8 @@ from pathlib import Path
 import _bootstrap  # noqa: F401
 import numpy as np
 import torch
+
+from tirg.hardware import machine_summary
 
 
 def percentiles(samples_ms: list[float]) -> dict[str, float]:
@@ -107,8 +108,10 @@ def bench_search(services, sizes: list[int], queries: int, top_k: int) -> list[d
 
 def print_table(result: dict) -> None:
     ingest = result["ingest"]
-    print(f"\nmodel {result['model']} ({result['precision']}), dim {result['dimension']}, "
-          f"{result['threads']} torch threads")
+    machine = result["machine"]
+    print(f"\nmodel {result['model']} ({result['precision']}, asked {result['precision_requested']}), "
+          f"dim {result['dimension']}, on {machine['hardware']} ({machine['processor']}), "
+          f"{machine['threads']} torch threads")
     print(f"ingest: {ingest['ingest_img_per_s']} img/s end to end "
           f"(encode only: {ingest['encode_only_img_per_s']} img/s) over {ingest['images']} images\n")
     header = f"{'vectors':>8} {'query':>6} {'encode p50':>11} {'milvus p50':>11} {'milvus p95':>11} " \
@@ -124,7 +127,8 @@ def print_table(result: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tiny-clip")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="fp32")
+    parser.add_argument("--cpu_class", default="auto", help="force a CPU class (tirg.hardware.CPU_CLASSES)")
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=200)
@@ -138,11 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         weights = random_weights(args.model, Path(tmp))
         settings = Settings(_env_file=None, DATA_DIR=Path(tmp) / "data", CLIP_MODEL=args.model,
-                            CLIP_PRETRAINED=str(weights), CLIP_PRECISION=args.precision, DEVICE="cpu")
+                            CLIP_PRETRAINED=str(weights), CLIP_PRECISION=args.precision, DEVICE="cpu",
+                            CPU_CLASS=args.cpu_class)
         services = build_services(settings)
         services.metadata.create_schema()
-        result = {"model": args.model, "precision": args.precision, "dimension": services.encoders.clip.dimension,
-                  "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
+        clip = services.encoders.clip
+        result = {"model": args.model, "precision": clip.precision.precision, "precision_requested": args.precision,
+                  "dimension": clip.dimension, "machine": machine_summary("cpu", args.cpu_class),
                   "ingest": bench_ingest(services, args.images),
                   "search": bench_search(services, args.sizes, args.queries, args.top_k)}
         services.close()

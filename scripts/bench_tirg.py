@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
@@ -33,13 +34,25 @@ def command(args: argparse.Namespace, model: str) -> list[str]:
             f"--threads={args.threads}"]
 
 
+def _newest_first(paths: list[Path]) -> list[tuple[Path, dict]]:
+    """By the finish time a run records (run names start with a month name, which sorts as text:
+    "Nov" after "Dec"); a run older than that record falls back to its file's modification time."""
+    results = [(path, json.loads(path.read_text())) for path in paths]
+
+    def finished(item: tuple[Path, dict]) -> str:
+        path, result = item
+        return result.get("finished_at") or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat()
+
+    return sorted(results, key=finished, reverse=True)
+
+
 def finished_run(runs: Path, model: str, args: argparse.Namespace) -> dict | None:
     """The newest results.json of a run of `model` with these settings."""
-    for path in sorted(runs.glob(f"*_css3d_{model}/results.json"), reverse=True):
-        result = json.loads(path.read_text())
+    for path, result in _newest_first(list(runs.glob(f"*_css3d_{model}/results.json"))):
         options = result["options"]
+        asked = options.get("precision_requested") or options.get("precision", "fp32")
         if (options["num_iters"], options["loss"], options["learning_rate_decay_frequency"],
-                options.get("precision", "fp32")) == (args.num_iters, args.loss, args.decay, args.precision):
+                asked) == (args.num_iters, args.loss, args.decay, args.precision):
             return {**result, "run": path.parent.name}
     return None
 
@@ -64,15 +77,20 @@ def train_missing(args: argparse.Namespace) -> None:
 
 
 def table(results: dict[str, dict], args: argparse.Namespace) -> str:
-    lines = ["| model | R@1 | R@5 | R@10 | R@50 | paper R@1 (CSS 3D->3D) | wall time | run |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | R@1 | R@5 | R@10 | R@50 | paper R@1 (CSS 3D->3D) | wall time | hardware, precision | run |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for model, result in results.items():
         test = result["test"]
         paper = PAPER_CSS_3D.get(model)
         lines.append(f"| {model} | {test['R@1']:.1f} | {test['R@5']:.1f} | {test['R@10']:.1f} | "
                      f"{test['R@50']:.1f} | {paper if paper is not None else '-'} | "
-                     f"{result['wall_time_s'] / 60:.0f} min | `{result['run']}` |")
+                     f"{result['wall_time_s'] / 60:.0f} min | {_ran_on(result)} | `{result['run']}` |")
     return "\n".join(lines)
+
+
+def _ran_on(result: dict) -> str:
+    options = result["options"]
+    return f"{options.get('hardware') or 'not recorded'}, {options.get('precision', 'fp32')}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decay", type=int, default=7500, help="--learning_rate_decay_frequency")
     parser.add_argument("--eval_every", type=int, default=5000)
     parser.add_argument("--loss", default="batch_based_classification")
-    parser.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="auto: bf16 where the CPU computes it natively (AVX-512 BF16, AMX), else fp32")
     parser.add_argument("--parallel", type=int, default=2, help="trainings at a time")
     parser.add_argument("--models", nargs="+", default=["tirg", "concat", "image_only", "text_only"])
     parser.add_argument("--runs_dir", type=Path, default=ROOT / "runs")

@@ -39,7 +39,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--learning_rate", type=float, default=1e-3)
     parser.add_argument("--weight_decay", type=float, default=0.1)
     parser.add_argument("--warmup", type=int, default=200, help="warm-up steps of the cosine schedule")
-    parser.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="auto: bf16 autocast where the CPU computes bf16 natively (AVX-512 BF16, AMX), "
+                             "else fp32; an explicit bf16 where it would be emulated runs fp32 with a warning")
+    parser.add_argument("--cpu_class", default="auto", help="force a CPU class (tirg.hardware.CPU_CLASSES)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
@@ -68,7 +71,7 @@ def learning_rate(args: argparse.Namespace, step: int, total: int) -> float:
 
 
 def autocast(args: argparse.Namespace):
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16")
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.chosen.precision == "bf16")
 
 
 def train(args, model, tokenizer, dataset, normalize) -> tuple[int, list[float]]:
@@ -142,8 +145,8 @@ def write_card(args, path: Path, result: dict) -> Path:
         f"{result['train_images']} images with one caption each.\n"
         f"- Command: `{command}`\n"
         f"- Training: {result['steps']} steps ({args.epochs} epochs, batch {args.batch_size}), open_clip's "
-        f"ClipLoss, AdamW lr {args.learning_rate} (cosine, {args.warmup} warm-up steps), {args.precision}; "
-        f"{result['wall_time_s'] / 60:.1f} min on this machine's CPU.\n"
+        f"ClipLoss, AdamW lr {args.learning_rate} (cosine, {args.warmup} warm-up steps), "
+        f"{args.chosen.precision}; {result['wall_time_s'] / 60:.1f} min on {args.chosen.hardware}.\n"
         f"- Text -> image on the held-out test split ({result['test_images']} captions against "
         f"{result['test_images']} images, a hit is the same scene): "
         + ", ".join(f"{k} {v}" for k, v in result["test"].items()) + ".\n"
@@ -157,11 +160,15 @@ def main(argv: list[str] | None = None) -> int:
     import open_clip
 
     from tirg.data import CSSDataset
+    from tirg.hardware import choose_precision
     from webserver.encoders.clip import register_model_configs
 
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
+    args.chosen = choose_precision(args.precision, "cpu", args.cpu_class)
+    if args.chosen.fell_back:
+        print(f"warning: --precision bf16: {args.chosen.reason}", file=sys.stderr)
     register_model_configs()
     model = open_clip.create_model(args.model)
     tokenizer = open_clip.get_tokenizer(args.model)
@@ -179,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"test": text_to_image_recall(args, model, tokenizer, test_set, normalize), "steps": steps,
               "wall_time_s": round(wall, 1), "first_loss": losses[0], "last_loss": float(np.mean(losses[-20:])),
               "parameters": sum(p.numel() for p in model.parameters()),
+              "precision": args.chosen.precision, "hardware": args.chosen.hardware,
               "train_images": len(train_set), "test_images": len(test_set)}
     save_fp16(model, args.out)
     card = write_card(args, args.out, result)

@@ -1,8 +1,9 @@
 """Inference on PIL images and strings: unit-length numpy vectors for a vector database."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -24,12 +25,22 @@ def image_transform(config: TirgConfig):
 
 
 class TirgComposer:
-    """A loaded composition model: `encode_image` for the gallery, `compose` for queries."""
+    """A loaded composition model: `encode_image` for the gallery, `compose` for queries.
 
-    def __init__(self, model: ComposeModel):
+    `precision` "bf16" runs the forward passes under bf16 autocast (weights stay fp32); the caller picks
+    it with `tirg.hardware.choose_precision`."""
+
+    def __init__(self, model: ComposeModel, precision: str = "fp32"):
         self.model = model.eval()
         self.config = model.config
         self.transform = image_transform(model.config)
+        self.precision = precision
+
+    @contextlib.contextmanager
+    def _inference(self) -> Iterator[None]:
+        with torch.inference_mode(), torch.autocast(self.model.device.type, dtype=torch.bfloat16,
+                                                    enabled=self.precision == "bf16"):
+            yield
 
     @property
     def dimension(self) -> int:
@@ -39,18 +50,18 @@ class TirgComposer:
         return torch.stack([self.transform(image.convert("RGB")) for image in images]).to(self.model.device)
 
     def encode_image(self, images: Sequence[Image.Image]) -> np.ndarray:
-        with torch.inference_mode():
+        with self._inference():
             return _unit(self.model.target_features(self._pixels(images)))
 
     def compose(self, images: Sequence[Image.Image], texts: Sequence[str]) -> np.ndarray:
         if len(images) != len(texts):
             raise ValueError("one modification text per image")
-        with torch.inference_mode():
+        with self._inference():
             return _unit(self.model.compose_img_text(self._pixels(images), list(texts)))
 
     def compose_features(self, img_features: torch.Tensor, text_features: torch.Tensor) -> np.ndarray:
         """Compose features made elsewhere (image features as `extract_img_feature` gives them)."""
-        with torch.inference_mode():
+        with self._inference():
             return _unit(self.model.compose_img_text_features(img_features, text_features))
 
 
@@ -58,5 +69,5 @@ def _unit(features: torch.Tensor) -> np.ndarray:
     return F.normalize(features.float(), dim=-1).cpu().numpy()
 
 
-def load_tirg(path: str | Path, device: str | torch.device = "cpu") -> TirgComposer:
-    return TirgComposer(load_model(path, device))
+def load_tirg(path: str | Path, device: str | torch.device = "cpu", precision: str = "fp32") -> TirgComposer:
+    return TirgComposer(load_model(path, device), precision)

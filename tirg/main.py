@@ -25,6 +25,7 @@ import torch
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from tirg.hardware import CPU_CLASSES, PRECISIONS
     from tirg.models import MODEL_NAMES
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -45,20 +46,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image_size", type=int, default=64)
     parser.add_argument("--embed_dim", type=int, default=512)
     parser.add_argument("--eval_every", type=int, default=2000)
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
-                        help="bf16: train and evaluate under bf16 autocast (weights stay fp32)")
+    parser.add_argument("--train_eval_queries", type=int, default=2000,
+                        help="training queries (a fixed sample) scored at each evaluation")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                        help="bf16: train and evaluate under bf16 autocast (weights stay fp32) where the "
+                             "hardware computes bf16 natively, else fp32 with a warning; auto: bf16 only there")
+    parser.add_argument("--cpu_class", default="auto", choices=("auto",) + CPU_CLASSES,
+                        help="treat the CPU as this class when choosing the precision (auto: detect)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--runs_dir", default="./runs")
     parser.add_argument("--checkpoint", help="start from this checkpoint (config and vocabulary from it)")
     parser.add_argument("--export", help="write img.npy, images/ and tirg.pt here after training")
     return parser.parse_args(argv)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def load_split(args, split: str):
@@ -112,6 +112,7 @@ def export(model, test_set, out: Path, device) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from tirg.hardware import choose_precision, pick_device
     from tirg.train import Trainer, TrainOptions
 
     random.seed(args.seed)
@@ -119,14 +120,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
+    precision = choose_precision(args.precision, device, args.cpu_class)
+    if precision.fell_back:
+        print(f"warning: --precision bf16: {precision.reason}", file=sys.stderr)
     train_set, test_set = load_split(args, "train"), load_split(args, "test")
     model = build_model(args, train_set).to(device)
     run_dir = Path(args.runs_dir) / (datetime.now().strftime("%b%d_%H-%M-%S") + args.comment)
     print(f"{args.model}: {len(train_set)} train / {len(test_set)} test images, {len(test_set.queries)} "
-          f"test queries, vocabulary {len(model.vocabulary)}, device {device}; logs in {run_dir}")
+          f"test queries, vocabulary {len(model.vocabulary)}, {precision.hardware}, {precision.precision}; "
+          f"logs in {run_dir}")
     options = TrainOptions(num_iters=args.num_iters, batch_size=args.batch_size, learning_rate=args.learning_rate,
                            weight_decay=args.weight_decay, loss=args.loss, eval_every=args.eval_every,
-                           precision=args.precision,
+                           train_eval_queries=args.train_eval_queries,
+                           precision=precision.precision, precision_requested=args.precision,
+                           hardware=precision.hardware,
                            learning_rate_decay_frequency=args.learning_rate_decay_frequency, seed=args.seed,
                            started_from=str(args.checkpoint) if args.checkpoint else None)
     result = Trainer(model, train_set, test_set, options, run_dir, device).run()

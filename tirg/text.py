@@ -51,7 +51,11 @@ class Vocabulary:
 
 
 class TextEncoder(nn.Module):
-    """Embedding -> one-layer LSTM -> hidden state at the last real token -> dropout -> linear."""
+    """Embedding -> one-layer LSTM -> hidden state at the last real token -> dropout -> linear.
+
+    The LSTM always runs in fp32, also under bf16 autocast: oneDNN has no bf16 LSTM on CPUs without
+    AVX-512 BF16 (it fails to build the primitive), and the LSTM is a small share of TIRG's compute.
+    """
 
     def __init__(self, vocab_size: int, word_dim: int = 512, lstm_dim: int = 512, out_dim: int = 512):
         super().__init__()
@@ -60,7 +64,9 @@ class TextEncoder(nn.Module):
         self.head = nn.Sequential(nn.Dropout(0.1), nn.Linear(lstm_dim, out_dim))
 
     def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        outputs, _ = self.lstm(self.embedding(token_ids))
+        embedded = self.embedding(token_ids)
+        with torch.autocast(embedded.device.type, enabled=False):
+            outputs, _ = self.lstm(embedded.float())
         last = outputs[torch.arange(outputs.shape[0], device=outputs.device), lengths - 1]
         return self.head(last)
 

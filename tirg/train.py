@@ -7,6 +7,7 @@ import json
 import random
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -30,6 +31,8 @@ class TrainOptions:
     loss: str = "soft_triplet"
     eval_every: int = 2000
     precision: str = "fp32"  # "bf16": forward passes under bf16 autocast (1.3x faster on AVX-512 BF16 CPUs)
+    precision_requested: str | None = None  # what --precision asked for (tirg.hardware.choose_precision decides)
+    hardware: str | None = None  # tirg.hardware.describe_hardware(): the CPU class or CUDA device it ran on
     train_eval_queries: int = 2000
     seed: int = 0
     started_from: str | None = None  # the checkpoint training continued from, recorded in results.json
@@ -108,7 +111,8 @@ class Trainer:
         wall = time.monotonic() - started
         self.save(self.options.num_iters, wall)
         self.writer.close()
-        result = {**final, "wall_time_s": round(wall, 1), "first_losses": losses[:50], "last_losses": losses[-50:]}
+        result = {**final, "wall_time_s": round(wall, 1), "first_losses": losses[:50], "last_losses": losses[-50:],
+                  "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         (self.run_dir / "results.json").write_text(json.dumps(
             {**result, "history": self.history, "options": vars(self.options)}, indent=2))
         return result

@@ -30,3 +30,16 @@ def write_image_folder(folder: Path, count: int) -> list[Path]:
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     (folder / "empty.jpg").write_bytes(b"")
     return paths
+
+
+def load_script(name: str):
+    """Import scripts/<name>.py as a module (scripts import `_bootstrap` from their own folder)."""
+    import importlib.util
+
+    scripts = str(ROOT / "scripts")
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)
+    spec = importlib.util.spec_from_file_location(f"scripts_{name}", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

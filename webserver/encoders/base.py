@@ -7,10 +7,20 @@ plus a composer: image queries and image + modification text queries).
 """
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+import logging
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 import numpy as np
 from PIL import Image
+
+from webserver.errors import EncoderLoadError
+
+if TYPE_CHECKING:
+    import torch
+
+    from tirg.hardware import PrecisionChoice
+
+log = logging.getLogger(__name__)
 
 CLIP, TIRG = "clip", "tirg"
 KINDS = (CLIP, TIRG)
@@ -21,6 +31,7 @@ class Encoder(Protocol):
     encoder_id: str
     dimension: int
     modes: frozenset[str]  # the query modes a collection of this encoder answers
+    precision: PrecisionChoice  # what it computes in, and on which hardware (tirg.hardware decides)
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
 
@@ -38,14 +49,28 @@ def kind_of(encoder_id: str) -> str:
     return TIRG if encoder_id.startswith(f"{TIRG}/") else CLIP
 
 
-def pick_device(requested: str) -> str:
-    """Chosen once, at load: 'auto' is CUDA where torch sees one, CPU otherwise."""
-    import torch
+def pick_device(requested: str) -> torch.device:
+    """Chosen once, at load (tirg.hardware decides for every caller): 'auto' is CUDA where torch sees
+    one, CPU otherwise."""
+    from tirg.hardware import pick_device as pick
 
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        from webserver.errors import EncoderLoadError
+    try:
+        return pick(requested)
+    except ValueError:
+        raise EncoderLoadError("DEVICE=cuda but torch sees no CUDA device; set DEVICE=cpu or auto.") from None
 
-        raise EncoderLoadError("DEVICE=cuda but torch sees no CUDA device; set DEVICE=cpu or auto.")
-    return requested
+
+def choose_precision(setting: str, requested: str, device: torch.device, cpu_class: str | None) -> PrecisionChoice:
+    """The precision an encoder runs at (tirg.hardware decides); an explicit bf16 that would be emulated
+    runs fp32 and logs a warning naming the cost, never silently 10x slower."""
+    from tirg.hardware import choose_precision as choose
+
+    try:
+        choice = choose(requested, device, cpu_class)
+    except ValueError as exc:
+        raise EncoderLoadError(f"{setting} / CPU_CLASS: {exc}") from None
+    if choice.fell_back:
+        log.warning("%s=bf16 ignored: %s. Set %s=auto (or fp32) to silence this.", setting, choice.reason, setting)
+    else:
+        log.info("%s=%s: running %s (%s)", setting, requested, choice.precision, choice.reason)
+    return choice

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from webserver.encoders.base import TIRG, pick_device
+from webserver.encoders.base import TIRG, choose_precision, pick_device
 from webserver.errors import EncoderLoadError
 
 
@@ -20,7 +20,8 @@ class TirgEncoder:
     kind = TIRG
     modes = frozenset({"image", "composed"})
 
-    def __init__(self, checkpoint: str | Path, *, device: str = "auto", batch_size: int = 64):
+    def __init__(self, checkpoint: str | Path, *, device: str = "auto", batch_size: int = 64,
+                 precision: str = "fp32", cpu_class: str | None = None):
         from tirg.checkpoint import weights_fingerprint
         from tirg.inference import load_tirg
 
@@ -29,8 +30,10 @@ class TirgEncoder:
             raise EncoderLoadError(
                 f"TIRG_CHECKPOINT={str(checkpoint)!r}: no such file. Train and export one "
                 "(python -m tirg ... --export DIR, see README 'TIRG'), or unset TIRG_CHECKPOINT.")
+        torch_device = pick_device(device)
+        self.precision = choose_precision("TIRG_PRECISION", precision, torch_device, cpu_class)
         try:
-            self.composer = load_tirg(path, pick_device(device))
+            self.composer = load_tirg(path, torch_device, self.precision.precision)
         except Exception as exc:  # torch.load raises pickle, zip, key and shape errors alike
             raise EncoderLoadError(f"TIRG_CHECKPOINT={str(checkpoint)!r} could not be loaded: {exc}") from None
         self.batch_size = batch_size

@@ -33,7 +33,8 @@ class Services:
 
 def load_encoder(settings: Settings) -> ClipEncoder:
     return ClipEncoder(settings.CLIP_MODEL, settings.CLIP_PRETRAINED, device=settings.DEVICE,
-                       precision=settings.CLIP_PRECISION, batch_size=settings.ENCODE_BATCH_SIZE)
+                       precision=settings.CLIP_PRECISION, batch_size=settings.ENCODE_BATCH_SIZE,
+                       cpu_class=settings.CPU_CLASS)
 
 
 def load_encoders(settings: Settings, clip: ClipEncoder | None = None) -> EncoderSet:
@@ -41,7 +42,8 @@ def load_encoders(settings: Settings, clip: ClipEncoder | None = None) -> Encode
     encoders = [clip or load_encoder(settings)]
     if settings.TIRG_CHECKPOINT:
         encoders.append(TirgEncoder(settings.TIRG_CHECKPOINT, device=settings.DEVICE,
-                                    batch_size=settings.ENCODE_BATCH_SIZE))
+                                    batch_size=settings.ENCODE_BATCH_SIZE, precision=settings.TIRG_PRECISION,
+                                    cpu_class=settings.CPU_CLASS))
     return EncoderSet(*encoders)
 
 

@@ -7,6 +7,14 @@ def test_healthz_and_readyz_when_everything_is_up(client):
     assert ready.status_code == 200 and ready.json()["checks"]["milvus"] == "ok"
 
 
+def test_readyz_names_each_encoder_precision_and_hardware(client):
+    from tirg.hardware import detect_cpu_class
+
+    checks = client.get("/readyz").json()["checks"]
+    assert checks["clip_encoder"].endswith(f", fp32 on cpu/{detect_cpu_class()})")
+    assert checks["tirg_encoder"].startswith("ok (tirg/")
+
+
 def test_readyz_is_503_with_the_reason_when_stores_are_down(make_client):
     client = make_client(MILVUS_HOST="127.0.0.1", MILVUS_PORT=free_port(), MILVUS_TIMEOUT_S=2,
                          MYSQL_HOST="127.0.0.1", MYSQL_PORT=free_port())

@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -52,9 +54,24 @@ def test_a_pretrained_tag_offline_fails_fast_naming_the_setting():
 
 
 def test_bf16_vectors_agree_with_fp32(clip_checkpoint, encoder):
-    fast = ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu", precision="bf16")
+    """The bf16 path, forced on any CPU (emulated, so slow, where the CPU lacks bf16)."""
+    fast = ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu", precision="bf16", cpu_class="avx512_bf16")
+    assert fast.dtype == torch.bfloat16 and next(fast.model.parameters()).dtype == torch.bfloat16
     images = [image for image, _ in sample_images(4)]
     low, full = fast.encode_images(images), encoder.encode_images(images)
     np.testing.assert_allclose(np.linalg.norm(low, axis=1), 1.0, atol=1e-5)
     assert np.min(np.sum(low * full, axis=1)) > 0.98
     assert fast.encoder_id == encoder.encoder_id  # same weights, same vector space
+
+
+def test_bf16_on_a_cpu_without_it_runs_fp32_and_warns_with_the_cost(clip_checkpoint, caplog):
+    with caplog.at_level(logging.WARNING):
+        slow = ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu", precision="bf16", cpu_class="avx2")
+    assert slow.dtype == torch.float32 and next(slow.model.parameters()).dtype == torch.float32
+    assert "CLIP_PRECISION=bf16 ignored" in caplog.text and "10x slower" in caplog.text
+
+
+@pytest.mark.parametrize("cpu_class, dtype", [("avx2", torch.float32), ("amx", torch.bfloat16)])
+def test_auto_precision_follows_the_cpu_class(clip_checkpoint, cpu_class, dtype):
+    chosen = ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu", precision="auto", cpu_class=cpu_class)
+    assert chosen.dtype == dtype and chosen.precision.hardware == f"cpu/{cpu_class}"

@@ -18,7 +18,9 @@ def healthz() -> Health:
 @router.get("/readyz", response_model=Readiness, summary="Models loaded and both stores reachable",
             responses={503: {"model": Readiness}})
 def readyz(services: ServicesDep):
-    checks = {f"{kind}_encoder": f"ok ({encoder.encoder_id})" for kind, encoder in services.encoders.by_kind.items()}
+    checks = {f"{kind}_encoder": f"ok ({encoder.encoder_id}, {encoder.precision.precision} on "
+                                 f"{encoder.precision.hardware})"
+              for kind, encoder in services.encoders.by_kind.items()}
     for name, ping in (("milvus", services.vectors.ping), ("metadata", services.metadata.ping)):
         try:
             ping()
