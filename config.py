@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     MYSQL_PWD: str = ""
     MYSQL_DB: str = "image_retrieval"
 
+    MIGRATE_ON_START: bool = Field(
+        False, description="upgrade an older MySQL schema at start (the embedded SQLite always upgrades, "
+                           "after copying its file to DATA_DIR/backups)")
+
     DATA_DIR: Path = Path("./data")
     DEVICE: Literal["auto", "cpu", "cuda"] = "auto"
     CLIP_MODEL: str = "ViT-B-32"
@@ -81,3 +85,12 @@ class Settings(BaseSettings):
     @property
     def files_dir(self) -> Path:
         return self.DATA_DIR / "files"
+
+    @property
+    def backups_dir(self) -> Path:
+        return self.DATA_DIR / "backups"
+
+    @property
+    def upgrades_schema_on_start(self) -> bool:
+        """The embedded default upgrades itself (after a copy); a MySQL server's operator decides."""
+        return not self.MYSQL_HOST or self.MIGRATE_ON_START

@@ -1,8 +1,8 @@
 """Shared by the scripts that index folders (insert_milvus.py, demo.py): BulkIngest behind a tqdm bar."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from tqdm import tqdm
 

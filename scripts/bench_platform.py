@@ -97,8 +97,8 @@ def bench_search(services, sizes: list[int], queries: int, top_k: int) -> list[d
         matrix = fill_synthetic(services, name, size, services.encoders.clip.dimension)
         for kind, vectors in query_vectors.items():
             services.vectors.search(name, vectors[0], limit=top_k)  # warm-up / load
-            milvus = [timed(lambda v=v: services.vectors.search(name, v, limit=top_k)) for v in vectors]
-            brute = [timed(lambda v=v: np.argpartition(-(matrix @ v), top_k)[:top_k]) for v in vectors]
+            milvus = [timed(lambda v=v, n=name: services.vectors.search(n, v, limit=top_k)) for v in vectors]
+            brute = [timed(lambda v=v, m=matrix: np.argpartition(-(m @ v), top_k)[:top_k]) for v in vectors]
             encode = text_ms if kind == "text" else image_ms
             rows.append({"vectors": size, "query": kind, "encode": percentiles(encode),
                          "milvus_lite": percentiles(milvus), "numpy_brute_force": percentiles(brute)})
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from config import Settings
-    from webserver.services.container import build_services
+    from webserver.services.container import build_services, prepare_stores
 
     with tempfile.TemporaryDirectory() as tmp:
         weights = random_weights(args.model, Path(tmp))
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                             CLIP_PRETRAINED=str(weights), CLIP_PRECISION=args.precision, DEVICE="cpu",
                             CPU_CLASS=args.cpu_class)
         services = build_services(settings)
-        services.metadata.create_schema()
+        prepare_stores(services)
         clip = services.encoders.clip
         result = {"model": args.model, "precision": clip.precision.precision, "precision_requested": args.precision,
                   "dimension": clip.dimension, "machine": machine_summary("cpu", args.cpu_class),

@@ -13,11 +13,12 @@ against 5.5 it/s for one run on both cores.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
@@ -41,7 +42,7 @@ def _newest_first(paths: list[Path]) -> list[tuple[Path, dict]]:
 
     def finished(item: tuple[Path, dict]) -> str:
         path, result = item
-        return result.get("finished_at") or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat()
+        return result.get("finished_at") or datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat()
 
     return sorted(results, key=finished, reverse=True)
 
@@ -63,15 +64,14 @@ def train_missing(args: argparse.Namespace) -> None:
     missing = [m for m in args.models if finished_run(args.runs_dir, m, args) is None]
     for start in range(0, len(missing), args.parallel):
         group = missing[start:start + args.parallel]
-        processes, logs = [], []
-        for model in group:
-            print(" ".join(command(args, model)), flush=True)
-            logs.append(log := open(args.runs_dir / f"train_{model}.log", "w"))
-            processes.append((model, subprocess.Popen(command(args, model), cwd=ROOT, stdout=log,
-                                                      stderr=subprocess.STDOUT)))
-        failed = [model for model, process in processes if process.wait() != 0]
-        for log in logs:
-            log.close()
+        processes = []
+        with contextlib.ExitStack() as logs:
+            for model in group:
+                print(" ".join(command(args, model)), flush=True)
+                log = logs.enter_context(open(args.runs_dir / f"train_{model}.log", "w"))
+                processes.append((model, subprocess.Popen(command(args, model), cwd=ROOT, stdout=log,
+                                                          stderr=subprocess.STDOUT)))
+            failed = [model for model, process in processes if process.wait() != 0]
         if failed:
             raise SystemExit(f"training failed: {failed}; see {args.runs_dir}/train_<model>.log")
 

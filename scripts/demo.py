@@ -65,15 +65,16 @@ def open_services():
     """The services with the demo's models loaded: a missing or unloadable model stops here, before any
     scene is rendered."""
     from config import Settings
-    from webserver.services.container import build_services
+    from webserver.services.container import build_services, prepare_stores
 
     services = build_services(Settings())
-    services.metadata.create_schema()
+    prepare_stores(services)
     return services
 
 
 def index_scenes(services, scenes: Path, batch_size: int) -> None:
     from _ingest import ingest_with_progress
+
     from webserver.encoders.base import CLIP, TIRG
     from webserver.services.bulk import load_captions
 

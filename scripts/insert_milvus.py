@@ -42,11 +42,12 @@ def default_collection(args: argparse.Namespace, settings) -> str:
 
 
 def run_local(args: argparse.Namespace, files: list[Path]) -> int:
+    from _ingest import ingest_with_progress
+
     from config import Settings
     from webserver.errors import DomainError
-    from _ingest import ingest_with_progress
     from webserver.services.bulk import PrecomputedVectors, load_captions
-    from webserver.services.container import build_services
+    from webserver.services.container import build_services, prepare_stores
 
     settings = Settings()
     collection = default_collection(args, settings)
@@ -54,8 +55,7 @@ def run_local(args: argparse.Namespace, files: list[Path]) -> int:
         precomputed = PrecomputedVectors(args.path) if args.seed_layout else None
         services = build_services(settings)
         services.vectors.ping()  # fail now, with the lock hint, rather than after reading files
-        services.metadata.create_schema()
-        services.collections.ensure(collection, args.encoder)
+        prepare_stores(services, [(collection, args.encoder)])
         encoder = services.collections.require_servable(collection)
         if precomputed is not None:
             agreement = precomputed.check_made_by(encoder, files)

@@ -6,9 +6,9 @@ PNGs every step would cost more than the model.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -43,7 +43,7 @@ class CSSDataset:
         self.labels = np.asarray(data["labels"] if "labels" in data else range(count), dtype=np.int64)
         self.mods = data["mods"]
         self.queries = [Query(int(f), str(mod["to_str"]), int(t)) for mod in self.mods
-                        for f, t in zip(mod["from"], mod["to"])]
+                        for f, t in zip(mod["from"], mod["to"], strict=True)]
         self.captions = data.get("captions")
         self._by_source: dict[int, list[Query]] = {}
         for query in self.queries:
@@ -58,6 +58,13 @@ class CSSDataset:
 
     def texts(self) -> list[str]:
         return [str(mod["to_str"]) for mod in self.mods]
+
+    @property
+    def pixels(self) -> torch.Tensor:
+        """The images as uint8 [N, 3, H, W]; an error when the split was opened without them."""
+        if self.images is None:
+            raise ValueError(f"the {self.split} split was opened with load_images=False")
+        return self.images
 
     def _load_images(self) -> torch.Tensor:
         size = self.image_size

@@ -2,7 +2,7 @@
 own image is excluded, and a hit at K is any of the top K with the target's label."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ RECALL_AT = (1, 5, 10, 50, 100)
 @torch.inference_mode()
 def gallery_features(model: ComposeModel, dataset: CSSDataset, normalizer: ImageNormalizer,
                      batch_size: int = 256) -> torch.Tensor:
-    parts = [model.target_features(normalizer(dataset.images[i:i + batch_size]))
+    parts = [model.target_features(normalizer(dataset.pixels[i:i + batch_size]))
              for i in range(0, len(dataset), batch_size)]
     return F.normalize(torch.cat(parts).float(), dim=1)
 
@@ -28,7 +28,7 @@ def query_features(model: ComposeModel, dataset: CSSDataset, queries: Sequence[Q
     parts = []
     for i in range(0, len(queries), batch_size):
         chunk = queries[i:i + batch_size]
-        images = normalizer(dataset.images[[q.source for q in chunk]])
+        images = normalizer(dataset.pixels[[q.source for q in chunk]])
         parts.append(model.compose_img_text(images, [q.text for q in chunk]))
     return F.normalize(torch.cat(parts).float(), dim=1)
 

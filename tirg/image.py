@@ -6,6 +6,8 @@ optional alternative where that package is installed.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -55,7 +57,7 @@ def efficientnet_lite0_encoder(out_dim: int = 512, pretrained: bool = True) -> I
 
 
 class _EfficientNetTrunk(nn.Module):
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: Any):  # an efficientnet_lite Module, with extract_features
         super().__init__()
         self.net = net
 

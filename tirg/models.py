@@ -6,8 +6,8 @@ features made elsewhere). Models never pick a device; the caller moves them.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -30,7 +30,7 @@ class Vocabulary:
         self.index = {word: i for i, word in enumerate(self.words)}
 
     @classmethod
-    def build(cls, texts: Iterable[str], min_count: int = 1) -> "Vocabulary":
+    def build(cls, texts: Iterable[str], min_count: int = 1) -> Vocabulary:
         counts = Counter(token for text in texts for token in tokenize(text))
         return cls(sorted(word for word, count in counts.items() if count >= min_count))
 
@@ -44,7 +44,7 @@ class Vocabulary:
         return list(self.words)
 
     @classmethod
-    def from_list(cls, words: Sequence[str]) -> "Vocabulary":
+    def from_list(cls, words: Sequence[str]) -> Vocabulary:
         if not words or words[0] != UNK:
             raise ValueError("a saved vocabulary starts with <UNK>")
         return cls(words[1:])

@@ -7,7 +7,7 @@ import json
 import random
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -71,8 +71,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = _decayed_lr(self.options, iteration)
         batch = self.train_set.sample_queries(self.options.batch_size, self.rng)
-        sources = self.normalizer(self.train_set.images[[q.source for q in batch]])
-        targets = self.normalizer(self.train_set.images[[q.target for q in batch]])
+        sources = self.normalizer(self.train_set.pixels[[q.source for q in batch]])
+        targets = self.normalizer(self.train_set.pixels[[q.target for q in batch]])
         with self.autocast():
             queries, target_features = self.model.query_and_target(sources, [q.text for q in batch], targets)
         loss = self.loss_fn(queries.float(), target_features.float())
@@ -112,7 +112,7 @@ class Trainer:
         self.save(self.options.num_iters, wall)
         self.writer.close()
         result = {**final, "wall_time_s": round(wall, 1), "first_losses": losses[:50], "last_losses": losses[-50:],
-                  "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                  "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
         (self.run_dir / "results.json").write_text(json.dumps(
             {**result, "history": self.history, "options": vars(self.options)}, indent=2))
         return result

@@ -41,3 +41,8 @@ class StoreUnavailable(DomainError):
 
 class EncoderLoadError(DomainError):
     """The configured model cannot be loaded (e.g. it would need a download while offline)."""
+
+
+class SchemaVersionError(DomainError):
+    """The stored layout is not the code's and may not be changed now (older without permission to
+    upgrade, newer than the code, or unknown): the server refuses to start."""

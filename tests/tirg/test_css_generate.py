@@ -1,8 +1,8 @@
 import json
 
+from tirg.data import DATA_FILE, read_css_file
 from tirg.scenes.generate import choose_held_out, generate
 from tirg.scenes.scene import Scene, SceneObject, apply_text, caption
-from tirg.data import DATA_FILE, read_css_file
 
 
 def scenes_of(split):
@@ -13,7 +13,8 @@ def test_every_target_is_its_source_with_the_modification_applied(tiny_css):
     data = read_css_file(tiny_css / DATA_FILE)
     for name in ("train", "test"):
         scenes = scenes_of(data[name])
-        pairs = [(f, mod["to_str"], t) for mod in data[name]["mods"] for f, t in zip(mod["from"], mod["to"])]
+        pairs = [(f, mod["to_str"], t) for mod in data[name]["mods"]
+                 for f, t in zip(mod["from"], mod["to"], strict=True)]
         assert len(pairs) >= 0.8 * len(scenes)  # almost every image is a query source
         for source, text, target in pairs:
             assert apply_text(scenes[source], text) == scenes[target], text

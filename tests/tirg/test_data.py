@@ -3,9 +3,9 @@ import random
 
 import numpy as np
 
+from tirg.data import DATA_FILE, CSSDataset
 from tirg.scenes.render import render_2d
 from tirg.scenes.scene import Scene, SceneObject
-from tirg.data import DATA_FILE, CSSDataset
 
 
 def test_the_loader_reads_the_generated_format(tiny_css):

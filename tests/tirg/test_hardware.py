@@ -1,14 +1,15 @@
+from pathlib import Path
+
 import pytest
 import torch
 
-from tirg.hardware import (BF16_CPU_CLASSES, CPU_CLASSES, choose_precision, cpu_class, detect_cpu_class,
-                           machine_summary)
+from tirg.hardware import BF16_CPU_CLASSES, CPU_CLASSES, choose_precision, cpu_class, detect_cpu_class, machine_summary
 from tirg.models import TirgConfig, create_model
 from tirg.text import Vocabulary
 
 
 def _flags() -> set[str]:
-    for line in open("/proc/cpuinfo").read().splitlines():
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("flags"):
             return set(line.split(":", 1)[1].split())
     return set()

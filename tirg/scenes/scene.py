@@ -33,7 +33,7 @@ class SceneObject:
                 "pos": ((row + 0.5) / 3, (col + 0.5) / 3)}
 
     @classmethod
-    def from_record(cls, record: dict) -> "SceneObject":
+    def from_record(cls, record: dict) -> SceneObject:
         y, x = record["pos"]
         row, col = min(2, max(0, int(float(y) * 3))), min(2, max(0, int(float(x) * 3)))
         shape = SHAPE_FROM_2D.get(record["shape"], record["shape"])

@@ -11,26 +11,27 @@ from config import Settings
 from webserver.api.errors import install_error_handlers
 from webserver.api.observability import Metrics, install_observability
 from webserver.api.routes import collections, health, images, metrics, page, search, seed
-from webserver.encoders.base import TIRG
 from webserver.encoders.registry import EncoderSet
-from webserver.errors import DomainError
-from webserver.services.container import Services, build_services
+from webserver.errors import DomainError, SchemaVersionError
+from webserver.services.container import Services, build_services, default_collections, prepare_stores
+from webserver.version import project_version
 
 log = logging.getLogger(__name__)
 
 
 def bootstrap(services: Services) -> None:
-    """Create tables and the default collection; warn about collections another encoder made.
-    A store that is down is logged, not fatal: /readyz reports it and requests answer 503."""
+    """Schema and default collections; warn about collections another encoder made. A store that is down
+    is logged, not fatal: /readyz reports it and requests answer 503. A stored layout the code may not
+    use (older without permission to upgrade, or newer) stops the start."""
     try:
-        services.metadata.create_schema()
-        services.collections.ensure(services.settings.MILVUS_TABLE)
-        if services.encoders.tirg is not None:
-            services.collections.ensure(services.settings.TIRG_TABLE, TIRG)
+        prepare_stores(services, default_collections(services.settings, services.encoders))
         for record in services.collections.mismatched():
             log.error("collection %r was made by %s, the server runs %s: it is refused until "
                       "reindexed (scripts/reindex.py)", record.name, record.encoder_id,
                       services.encoders.describe())
+    except SchemaVersionError as exc:
+        log.error("startup refused: %s", exc.detail)
+        raise
     except DomainError as exc:
         log.error("startup: %s", exc.detail)
 
@@ -41,13 +42,17 @@ def create_app(settings: Settings, encoders: EncoderSet | None = None) -> FastAP
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         services = await anyio.to_thread.run_sync(build_services, settings, encoders)
-        await anyio.to_thread.run_sync(bootstrap, services)
+        try:
+            await anyio.to_thread.run_sync(bootstrap, services)
+        except BaseException:
+            services.close()  # release the embedded Milvus file's lock before the process ends
+            raise
         app.state.services = services
         log.info("serving with %s", services.encoders.describe())
         yield
         services.close()
 
-    app = FastAPI(title="Composed image retrieval", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="Composed image retrieval", version=project_version(), lifespan=lifespan,
                   description="Search an image collection by text, by image, or by image + text change.")
     app.state.metrics = Metrics()
     install_observability(app, app.state.metrics)

@@ -34,7 +34,8 @@ def status_for(exc: errors.DomainError) -> int:
     return 500
 
 
-async def _domain_error_handler(_request: Request, exc: errors.DomainError) -> JSONResponse:
+async def _domain_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.DomainError)  # registered for DomainError only
     status = status_for(exc)
     if status >= 500:
         log.warning("%s: %s", type(exc).__name__, exc.detail)

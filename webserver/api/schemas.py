@@ -17,6 +17,7 @@ class Health(BaseModel):
 
 class Readiness(BaseModel):
     status: Literal["ready", "unavailable"]
+    version: str = Field(description="the server's release (pyproject.toml)")
     checks: dict[str, str] = Field(description="'ok' or the reason, per dependency")
 
 

@@ -48,7 +48,7 @@ def uploads_from_form(files: list[UploadFile], captions: list[str] | None, metad
     return [Upload(data=read_capped(file, max_bytes), filename=file.filename or f"file{i}",
                    caption=caption,
                    meta=parse_json_object(meta, f"metadata for {file.filename or f'file {i}'}") or {})
-            for i, (file, caption, meta) in enumerate(zip(files, caption_list, meta_list))]
+            for i, (file, caption, meta) in enumerate(zip(files, caption_list, meta_list, strict=True))]
 
 
 def optional_upload(file: UploadFile | None, max_bytes: int) -> Upload | None:

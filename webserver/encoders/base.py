@@ -8,12 +8,13 @@ plus a composer: image queries and image + modification text queries).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Protocol, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from PIL import Image
 
-from webserver.errors import EncoderLoadError
+from webserver.errors import EncoderLoadError, InvalidInput
 
 if TYPE_CHECKING:
     import torch
@@ -35,13 +36,18 @@ class Encoder(Protocol):
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
 
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Text queries; raises InvalidInput where "text" is not in `modes`."""
+        ...
 
-class ImageTextEncoder(Encoder, Protocol):
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray: ...
+    def compose(self, images: Sequence[Image.Image], texts: Sequence[str]) -> np.ndarray:
+        """Image + modification text queries; raises InvalidInput where "composed" is not in `modes`."""
+        ...
 
 
-class ComposingEncoder(Encoder, Protocol):
-    def compose(self, images: Sequence[Image.Image], texts: Sequence[str]) -> np.ndarray: ...
+def unanswered(encoder: Encoder, mode: str) -> InvalidInput:
+    return InvalidInput(f"A {encoder.kind} model does not answer {mode} queries; it answers "
+                        f"{' and '.join(sorted(encoder.modes))} ones.")
 
 
 def kind_of(encoder_id: str) -> str:

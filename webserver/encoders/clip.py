@@ -8,15 +8,15 @@ from __future__ import annotations
 import hashlib
 import socket
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import open_clip
 import torch
 from PIL import Image
 
-from webserver.encoders.base import CLIP, choose_precision, pick_device
+from webserver.encoders.base import CLIP, choose_precision, pick_device, unanswered
 from webserver.errors import EncoderLoadError
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
@@ -79,6 +79,9 @@ class ClipEncoder:
         parts = [self._encode_text_batch(list(batch)) for batch in batches]
         return np.concatenate(parts) if parts else np.zeros((0, self.dimension), np.float32)
 
+    def compose(self, images: Sequence[Image.Image], texts: Sequence[str]) -> np.ndarray:
+        raise unanswered(self, "composed")
+
     def _encode_image_batch(self, images: Sequence[Image.Image]) -> np.ndarray:
         pixels = torch.stack([self.preprocess(image.convert("RGB")) for image in images])
         with self._lock, torch.inference_mode():
@@ -111,7 +114,7 @@ def _hub_reachable(timeout_s: float = 3.0) -> bool:
         return False
 
 
-def _load(model_name: str, pretrained: str, device: str):
+def _load(model_name: str, pretrained: str, device: torch.device):
     if model_name not in open_clip.list_models():
         raise EncoderLoadError(
             f"CLIP_MODEL={model_name!r} is not an open_clip architecture; choose one of "

@@ -2,7 +2,7 @@
 id and dimension it recorded."""
 from __future__ import annotations
 
-from webserver.encoders.base import CLIP, TIRG, ComposingEncoder, Encoder, ImageTextEncoder
+from webserver.encoders.base import CLIP, TIRG, Encoder
 from webserver.errors import InvalidInput
 
 SETTING_BY_KIND = {CLIP: "CLIP_MODEL / CLIP_PRETRAINED", TIRG: "TIRG_CHECKPOINT"}
@@ -31,12 +31,12 @@ class EncoderSet:
         return None
 
     @property
-    def clip(self) -> ImageTextEncoder | None:
-        return self.by_kind.get(CLIP)  # type: ignore[return-value]
+    def clip(self) -> Encoder | None:
+        return self.by_kind.get(CLIP)
 
     @property
-    def tirg(self) -> ComposingEncoder | None:
-        return self.by_kind.get(TIRG)  # type: ignore[return-value]
+    def tirg(self) -> Encoder | None:
+        return self.by_kind.get(TIRG)
 
     def describe(self) -> str:
         return ", ".join(f"{e.encoder_id} (dim {e.dimension})" for e in self.by_kind.values())

@@ -6,13 +6,13 @@ model's weights fingerprint, so a run's checkpoint.pt and its exported tirg.pt a
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
-from webserver.encoders.base import TIRG, choose_precision, pick_device
+from webserver.encoders.base import TIRG, choose_precision, pick_device, unanswered
 from webserver.errors import EncoderLoadError
 
 
@@ -47,6 +47,9 @@ class TirgEncoder:
             with self._lock:
                 parts.append(self.composer.encode_image(images[start:start + self.batch_size]))
         return np.concatenate(parts) if parts else np.zeros((0, self.dimension), np.float32)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        raise unanswered(self, "text")
 
     def compose(self, images: Sequence[Image.Image], texts: Sequence[str]) -> np.ndarray:
         with self._lock:

@@ -15,10 +15,10 @@ import dataclasses
 import hashlib
 import json
 import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -144,7 +144,7 @@ class BulkIngest:
         report = BulkReport()
         batches = [files[i:i + batch_size] for i in range(0, len(files), batch_size)]
         with ThreadPoolExecutor(max_workers=self.read_workers) as pool:
-            for batch, read in zip(batches, self._read_ahead(pool, batches)):
+            for batch, read in zip(batches, self._read_ahead(pool, batches), strict=True):
                 result = read.result()
                 report.already_indexed += result.already_indexed
                 report.failed.extend(result.failed)

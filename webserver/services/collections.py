@@ -68,7 +68,7 @@ class CollectionService:
                                     f"vectors, not {kind}; pick another name.") from None
             return record
 
-    def list(self) -> list[CollectionRecord]:
+    def list_all(self) -> list[CollectionRecord]:
         return self.metadata.list_collections()
 
     def get_record(self, name: str) -> CollectionRecord:
@@ -101,7 +101,7 @@ class CollectionService:
         return encoder
 
     def mismatched(self) -> list[CollectionRecord]:
-        return [record for record in self.list() if not self.is_servable(record)]
+        return [record for record in self.list_all() if not self.is_servable(record)]
 
     def delete(self, name: str) -> None:
         self.get_record(name)

@@ -1,9 +1,12 @@
 """Build every service from Settings, for the app's lifespan and for the scripts alike."""
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from config import Settings
+from webserver.encoders.base import CLIP, TIRG, Encoder
 from webserver.encoders.clip import ClipEncoder
 from webserver.encoders.registry import EncoderSet
 from webserver.encoders.tirg import TirgEncoder
@@ -12,7 +15,10 @@ from webserver.services.images import ImageService
 from webserver.services.search import SearchService
 from webserver.stores.files import FileStore
 from webserver.stores.metadata import MetadataStore
+from webserver.stores.schema import SchemaReport
 from webserver.stores.vectors import VectorStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,12 +45,34 @@ def load_encoder(settings: Settings) -> ClipEncoder:
 
 def load_encoders(settings: Settings, clip: ClipEncoder | None = None) -> EncoderSet:
     """CLIP always; TIRG when TIRG_CHECKPOINT is set. `clip` reuses an already loaded CLIP model."""
-    encoders = [clip or load_encoder(settings)]
+    encoders: list[Encoder] = [clip or load_encoder(settings)]
     if settings.TIRG_CHECKPOINT:
         encoders.append(TirgEncoder(settings.TIRG_CHECKPOINT, device=settings.DEVICE,
                                     batch_size=settings.ENCODE_BATCH_SIZE, precision=settings.TIRG_PRECISION,
                                     cpu_class=settings.CPU_CLASS))
     return EncoderSet(*encoders)
+
+
+def prepare_stores(services: Services, collections: Sequence[tuple[str, str]] = ()) -> SchemaReport:
+    """The metadata schema at the code's revision (created, upgraded or refused by the settings' rules),
+    then each (name, encoder kind) collection made if missing. One place for the server and the scripts."""
+    settings = services.settings
+    report = services.metadata.prepare_schema(upgrade=settings.upgrades_schema_on_start,
+                                              backup_dir=settings.backups_dir)
+    if report.changed and report.before is not None:
+        log.warning("metadata schema upgraded from revision %s to %s%s", report.before, report.after,
+                    f" (the old database was copied to {report.backup})" if report.backup else "")
+    for name, kind in collections:
+        services.collections.ensure(name, kind)
+    return report
+
+
+def default_collections(settings: Settings, encoders: EncoderSet) -> list[tuple[str, str]]:
+    """The collections a server makes at start: CLIP's MILVUS_TABLE, and TIRG_TABLE with a TIRG model."""
+    defaults = [(settings.MILVUS_TABLE, CLIP)]
+    if encoders.tirg is not None:
+        defaults.append((settings.TIRG_TABLE, TIRG))
+    return defaults
 
 
 def build_services(settings: Settings, encoders: EncoderSet | None = None) -> Services:

@@ -7,8 +7,9 @@ vectors again. So neither store is left with an entry the other lacks.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -116,7 +117,7 @@ class ImageService:
             if written_ids:  # the commit failed after the vectors landed
                 self.vectors.delete(collection, written_ids)
             raise
-        return {img.decoded.sha256: image_id for img, image_id in zip(images, written_ids)}
+        return {img.decoded.sha256: image_id for img, image_id in zip(images, written_ids, strict=True)}
 
     def get(self, image_id: int) -> ImageRecord:
         record = self.metadata.get_images([image_id]).get(image_id)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import io
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -88,48 +88,49 @@ class SearchService:
         started = time.perf_counter()
         _check_paging(query)
         mode = query_mode(query)
-        if query.collection is None:
-            query = dataclasses.replace(query, collection=self.default_collections[mode])
-        encoder = self.collections.require_servable(query.collection)
-        check_answerable(query.collection, encoder, mode)
-        expression = build_filter(query.filter, exclude_id=self._query_image_id(query, mode))
+        collection = query.collection or self.default_collections[mode]
+        encoder = self.collections.require_servable(collection)
+        check_answerable(collection, encoder, mode)
+        expression = build_filter(query.filter, exclude_id=self._query_image_id(query, collection, mode))
         stages = _StageClock()
         with stages("encode"):
-            vector = self._query_vector(query, mode, encoder)
+            vector = self._query_vector(query, collection, mode, encoder)
         with stages("milvus_search"):
-            hits = self.vectors.search(query.collection, vector, limit=query.top_k, offset=query.offset,
+            hits = self.vectors.search(collection, vector, limit=query.top_k, offset=query.offset,
                                        expression=expression)
         with stages("metadata_fetch"):
             records = self.metadata.get_images([hit.id for hit in hits])
         found = [SearchHit(records[hit.id], hit.score) for hit in hits if hit.id in records]
         took_ms = (time.perf_counter() - started) * 1000
-        return SearchResult(mode, query.collection, took_ms, found, stages.seconds)
+        return SearchResult(mode, collection, took_ms, found, stages.seconds)
 
-    def _query_image_id(self, query: SearchQuery, mode: str) -> int | None:
+    def _query_image_id(self, query: SearchQuery, collection: str, mode: str) -> int | None:
         """The indexed image a query starts from, kept out of its results: the `image_id`, or, for a composed
         query with an uploaded file, a stored copy of those bytes ("this one, but blue" never wants the
         unchanged image back; the paper's protocol). An image query by upload still finds its copy."""
-        if query.image_id is not None or mode != "composed":
+        if query.image_id is not None or mode != "composed" or query.image is None:
             return query.image_id
         digest = hashlib.sha256(query.image.data).hexdigest()
-        return self.metadata.find_by_sha256(query.collection, [digest]).get(digest)
+        return self.metadata.find_by_sha256(collection, [digest]).get(digest)
 
-    def _query_vector(self, query: SearchQuery, mode: str, encoder: Encoder) -> np.ndarray:
+    def _query_vector(self, query: SearchQuery, collection: str, mode: str, encoder: Encoder) -> np.ndarray:
         if mode == "text":
             return encoder.encode_texts([_checked_text(query.text)])[0]
         if mode == "composed":
             # Composition needs the image encoder's raw features, not the stored unit vector: re-encode.
-            return encoder.compose([self._query_image(query)], [_checked_text(query.text)])[0]
+            return encoder.compose([self._query_image(query, collection)], [_checked_text(query.text)])[0]
         if query.image_id is not None:
-            return self._indexed_vector(query.collection, query.image_id)
-        return encoder.encode_images([self._query_image(query)])[0]
+            return self._indexed_vector(collection, query.image_id)
+        return encoder.encode_images([self._query_image(query, collection)])[0]
 
-    def _query_image(self, query: SearchQuery) -> Image.Image:
-        if query.image_id is None:
-            return self.images.prepare(query.image).decoded.image
-        self._indexed_record(query.collection, query.image_id)
-        data, _ = self.images.read_file(query.image_id)
-        return Image.open(io.BytesIO(data))
+    def _query_image(self, query: SearchQuery, collection: str) -> Image.Image:
+        if query.image_id is not None:
+            self._indexed_record(collection, query.image_id)
+            data, _ = self.images.read_file(query.image_id)
+            return Image.open(io.BytesIO(data))
+        if query.image is None:
+            raise InvalidInput("Give an image file or image_id.")
+        return self.images.prepare(query.image).decoded.image
 
     def _indexed_record(self, collection: str, image_id: int) -> ImageRecord:
         record = self.metadata.get_images([image_id]).get(image_id)

@@ -6,18 +6,23 @@ rebuilt from it (scripts/reindex.py).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, InterfaceError, DatabaseError
+from sqlalchemy.exc import DatabaseError, IntegrityError, InterfaceError, OperationalError
 
 from webserver.errors import AlreadyExists, StoreUnavailable
+from webserver.stores import schema as schema_revisions
+from webserver.stores.schema import SchemaReport
 
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER keys only
 
+# The layout of the newest revision in stores/migrations/versions (a test holds the two equal).
 schema = sa.MetaData()
 collections_table = sa.Table(
     "collections", schema,
@@ -74,7 +79,7 @@ class ImageRecord(NewImage):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 
 
 @contextlib.contextmanager
@@ -97,9 +102,14 @@ class MetadataStore:
         if url.startswith("sqlite"):
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
 
-    def create_schema(self) -> None:
-        with _unavailable_as_domain_error("creating tables"):
-            schema.create_all(self.engine)
+    def prepare_schema(self, *, upgrade: bool, backup_dir: Path | None = None) -> SchemaReport:
+        """Create, recognise, upgrade or refuse the stored layout (webserver/stores/schema.py's rules)."""
+        with _unavailable_as_domain_error("checking the schema revision"):
+            return schema_revisions.prepare(self.engine, upgrade=upgrade, backup_dir=backup_dir)
+
+    def create_schema(self) -> SchemaReport:
+        """The newest layout, creating or upgrading as needed (tests and tools on their own data)."""
+        return self.prepare_schema(upgrade=True)
 
     def ping(self) -> None:
         with _unavailable_as_domain_error("ping"), self.engine.connect() as conn:
@@ -216,7 +226,9 @@ class MetadataStore:
     def _insert_one(conn: Connection, collection: str, image: NewImage) -> int:
         result = conn.execute(images_table.insert().values(collection=collection, created=_now(),
                                                            **image.__dict__))
-        return int(result.inserted_primary_key[0])
+        key = result.inserted_primary_key
+        assert key is not None, "an INSERT of one row reports its key"
+        return int(key[0])
 
     @contextlib.contextmanager
     def delete_images(self, ids: Sequence[int]) -> Iterator[None]:

@@ -42,7 +42,8 @@ def test_collection_life_cycle(make_client, milvus, metadata):
     filtered = client.post("/search", data={"collection": "fashion", "text": "a photo", "top_k": 50,
                                             "filter": f'{{"label": "{label}"}}'}).json()
     assert filtered["mode"] == "text"
-    assert {hit["id"] for hit in filtered["results"]} == {i for i, s in zip(ids, samples) if s[1] == label}
+    wanted = {i for i, s in zip(ids, samples, strict=True) if s[1] == label}
+    assert {hit["id"] for hit in filtered["results"]} == wanted
 
     page = client.get("/collections/fashion/images", params={"limit": 5, "offset": 10}).json()
     assert page["total"] == 12 and [item["id"] for item in page["items"]] == ids[10:]

@@ -7,10 +7,13 @@ def test_healthz_and_readyz_when_everything_is_up(client):
     assert ready.status_code == 200 and ready.json()["checks"]["milvus"] == "ok"
 
 
-def test_readyz_names_each_encoder_precision_and_hardware(client):
+def test_readyz_names_the_version_and_each_encoders_precision_and_hardware(client):
     from tirg.hardware import detect_cpu_class
+    from webserver.version import project_version
 
-    checks = client.get("/readyz").json()["checks"]
+    ready = client.get("/readyz").json()
+    assert ready["version"] == client.get("/openapi.json").json()["info"]["version"] == project_version()
+    checks = ready["checks"]
     assert checks["clip_encoder"].endswith(f", fp32 on cpu/{detect_cpu_class()})")
     assert checks["tirg_encoder"].startswith("ok (tirg/")
 

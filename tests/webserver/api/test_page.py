@@ -15,8 +15,8 @@ import pytest
 import uvicorn
 from PIL import Image
 
-from tests.images import sample_pngs
 from tests.conftest import ROOT
+from tests.images import sample_pngs
 from tests.servers import free_port, wait_for_port
 from tests.webserver.api.helpers import upload
 from tirg.data import CSSDataset

@@ -42,18 +42,16 @@ def test_inserted_rows_commit_with_their_ids(store):
 
 
 def test_a_failure_inside_the_insert_block_leaves_no_row(store):
-    with pytest.raises(RuntimeError):
-        with store.insert_images("c1", [new_image(1)]):
-            raise RuntimeError("the vector write failed")
+    with pytest.raises(RuntimeError), store.insert_images("c1", [new_image(1)]):
+        raise RuntimeError("the vector write failed")
     assert store.count_images("c1") == 0
 
 
 def test_the_same_bytes_twice_in_a_collection_is_refused(store):
     with store.insert_images("c1", [new_image(1)]):
         pass
-    with pytest.raises(AlreadyExists):
-        with store.insert_images("c1", [new_image(1, path="other")]):
-            pass
+    with pytest.raises(AlreadyExists), store.insert_images("c1", [new_image(1, path="other")]):
+        pass
     assert store.count_images("c1") == 1
 
 

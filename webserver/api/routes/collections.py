@@ -4,8 +4,14 @@ from fastapi import APIRouter, Query, Response
 
 from webserver.api.deps import ServicesDep, image_url
 from webserver.api.errors import error_responses
-from webserver.api.schemas import (CollectionCreate, CollectionDetail, CollectionList, CollectionPublic,
-                                   ImagePage, ImagePublic)
+from webserver.api.schemas import (
+    CollectionCreate,
+    CollectionDetail,
+    CollectionList,
+    CollectionPublic,
+    ImagePage,
+    ImagePublic,
+)
 from webserver.services.collections import CollectionStatus
 from webserver.stores.metadata import ImageRecord
 
@@ -25,7 +31,7 @@ def image_public(record: ImageRecord) -> ImagePublic:
 @router.get("", response_model=CollectionList, summary="List collections",
             responses=error_responses(503))
 def list_collections(services: ServicesDep) -> CollectionList:
-    records = services.collections.list()
+    records = services.collections.list_all()
     return CollectionList(items=[CollectionPublic(**collection_fields(services.collections.status(r)))
                                  for r in records])
 

@@ -6,6 +6,7 @@ from fastapi.responses import JSONResponse
 from webserver.api.deps import ServicesDep
 from webserver.api.schemas import Health, Readiness
 from webserver.errors import DomainError
+from webserver.version import project_version
 
 router = APIRouter(tags=["health"])
 
@@ -28,5 +29,5 @@ def readyz(services: ServicesDep):
         except DomainError as exc:
             checks[name] = exc.detail
     ready = all(value.startswith("ok") for value in checks.values())
-    body = Readiness(status="ready" if ready else "unavailable", checks=checks)
+    body = Readiness(status="ready" if ready else "unavailable", version=project_version(), checks=checks)
     return body if ready else JSONResponse(body.model_dump(), status_code=503)

@@ -1,0 +1,152 @@
+"""Schema revisions: created, recognised, upgraded (with a copy first) or refused, on SQLite and MariaDB."""
+import shutil
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from tests.scripts.helpers import run_script
+from webserver.errors import SchemaVersionError
+from webserver.stores import schema
+from webserver.stores.metadata import MetadataStore
+from webserver.stores.metadata import schema as declared
+
+# A second revision, only for these tests: what the next real revision will look like.
+TEST_REVISION = '''
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.add_column("collections", sa.Column("note", sa.String(32), nullable=True))
+
+
+def downgrade():
+    op.drop_column("collections", "note")
+'''
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def settings(request, make_settings):
+    settings = make_settings(metadata=request.param)
+    settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+@pytest.fixture
+def store(settings):
+    store = MetadataStore(settings.metadata_url)
+    yield store
+    store.dispose()
+
+
+@pytest.fixture
+def with_revision_0002(tmp_path, monkeypatch):
+    """The project's migrations plus TEST_REVISION, in a temp copy."""
+    copy = tmp_path / "migrations"
+    shutil.copytree(schema.MIGRATIONS_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "versions" / "0002_test_note.py").write_text(TEST_REVISION)
+    monkeypatch.setattr(schema, "MIGRATIONS_DIR", copy)
+
+
+def revision_in_table(store) -> str | None:
+    with store.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def add_rows(store) -> None:
+    store.add_collection(name="c1", encoder_id="enc/a", dimension=4, metric="COSINE")
+
+
+def test_an_empty_database_gets_the_layout_the_code_declares(store):
+    report = store.create_schema()
+    assert (report.before, report.after) == (None, schema.head_revision())
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), declared) == []
+    assert revision_in_table(store) == schema.head_revision()
+
+
+def test_a_database_of_release_0_4_0_is_stamped_not_recreated(store):
+    store.create_schema()
+    add_rows(store)
+    with store.engine.begin() as conn:  # as release 0.4.0 left it: the tables, no revision
+        conn.execute(sa.text("DROP TABLE alembic_version"))
+    report = store.prepare_schema(upgrade=False)
+    assert report.before == schema.UNVERSIONED_REVISION and revision_in_table(store) == "0001"
+    assert store.get_collection("c1").encoder_id == "enc/a"
+
+
+def test_tables_of_an_unknown_layout_are_refused(store):
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE images (id INTEGER PRIMARY KEY, other VARCHAR(10))"))
+    with pytest.raises(SchemaVersionError, match="not the layout of release 0.4.0"):
+        store.prepare_schema(upgrade=True)
+
+
+def test_a_database_newer_than_the_code_is_refused_even_with_upgrades_allowed(store):
+    store.create_schema()
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099'"))
+    with pytest.raises(SchemaVersionError, match="revision 0099, written by a newer release"):
+        store.prepare_schema(upgrade=True)
+
+
+def test_an_older_revision_is_refused_without_permission_and_upgraded_with_it(store, settings,
+                                                                              with_revision_0002):
+    with store.engine.begin() as conn:
+        schema.command.upgrade(schema.alembic_config(conn), "0001")
+    add_rows(store)
+    with pytest.raises(SchemaVersionError, match="scripts/migrate.py upgrade"):
+        store.prepare_schema(upgrade=False)
+    assert revision_in_table(store) == "0001"
+
+    report = store.prepare_schema(upgrade=True, backup_dir=settings.backups_dir)
+    assert (report.before, report.after) == ("0001", "0002") and revision_in_table(store) == "0002"
+    columns = {c["name"] for c in sa.inspect(store.engine).get_columns("collections")}
+    assert "note" in columns and store.get_collection("c1").encoder_id == "enc/a"
+    if settings.MYSQL_HOST is None:  # the SQLite file was copied first, at its old revision
+        backup = sa.create_engine(f"sqlite:///{report.backup}")
+        with backup.connect() as conn:
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+            assert conn.execute(sa.text("SELECT encoder_id FROM collections")).scalar() == "enc/a"
+        backup.dispose()
+    else:
+        assert report.backup is None
+
+    schema.downgrade(store.engine, "0001")
+    assert revision_in_table(store) == "0001"
+    assert "note" not in {c["name"] for c in sa.inspect(store.engine).get_columns("collections")}
+
+
+def test_the_server_refuses_to_start_on_a_newer_database(make_settings):
+    from fastapi.testclient import TestClient
+
+    from webserver.api.app import create_app
+
+    settings = make_settings()
+    settings.DATA_DIR.mkdir(parents=True)
+    store = MetadataStore(settings.metadata_url)
+    store.create_schema()
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099'"))
+    store.dispose()
+    with pytest.raises(SchemaVersionError, match="newer release"), TestClient(create_app(settings)):
+        pass
+
+
+def test_migrate_script_reports_and_upgrades(tmp_path, clip_checkpoint):
+    from tests.scripts.helpers import script_env
+
+    env = script_env(tmp_path / "data", clip_checkpoint)
+    current = run_script("migrate.py", "current", env=env)
+    assert current.returncode == 0 and "(empty database)" in current.stdout
+    upgraded = run_script("migrate.py", "upgrade", env=env)
+    assert upgraded.returncode == 0 and f"to {schema.head_revision()}" in upgraded.stdout
+    again = run_script("migrate.py", "upgrade", env=env)
+    assert f"already at revision {schema.head_revision()}" in again.stdout
