@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     MAX_UPLOAD_BYTES: int = Field(20 * 1024 * 1024, ge=1)
     MAX_IMAGE_PIXELS: int = Field(40_000_000, ge=1)
     MAX_FILES_PER_REQUEST: int = Field(256, ge=1)
+
+    @field_validator("MILVUS_HOST", "MILVUS_TOKEN", "MILVUS_INDEX_TYPE", "MYSQL_HOST", "TIRG_CHECKPOINT",
+                     mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: object) -> object:
+        """`TIRG_CHECKPOINT=` (as .env templates and compose files write it) is unset, not Path('.')."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def milvus_uri(self) -> str:

@@ -50,7 +50,8 @@ def random_weights(model: str, folder: Path) -> Path:
 
 
 def bench_ingest(services, count: int) -> dict:
-    from tests.images import sample_pngs
+    from _samples import sample_pngs
+
     from webserver.services.images import Upload
 
     uploads = [Upload(data=data, filename=f"{i}.png", meta={"label": label})
@@ -83,7 +84,7 @@ def fill_synthetic(services, name: str, size: int, dim: int) -> np.ndarray:
 
 
 def bench_search(services, sizes: list[int], queries: int, top_k: int) -> list[dict]:
-    from tests.images import sample_images
+    from _samples import sample_images
 
     texts = [f"a photo of a {label}" for _, label in sample_images(queries)]
     images = [image for image, _ in sample_images(queries, start=1000)]

@@ -112,31 +112,51 @@ def run_remote(args: argparse.Namespace, files: list[Path]) -> int:
         for start in range(0, len(files), args.batch_size):
             parts, caption_list, meta_list = [], [], []
             for path in files[start:start + args.batch_size]:
-                data = path.read_bytes()
                 try:
+                    data = path.read_bytes()
                     decode_image(data, name=str(path), max_bytes=settings.MAX_UPLOAD_BYTES,
                                  max_pixels=settings.MAX_IMAGE_PIXELS)
-                except DomainError as exc:
+                except (OSError, DomainError) as exc:
                     failed += 1
-                    tqdm.write(f"skipped {path}: {exc.detail}", file=sys.stderr)
+                    tqdm.write(f"skipped {path}: {getattr(exc, 'detail', None) or exc}", file=sys.stderr)
                     continue
                 upload = upload_for(path, data, args.path, captions)
                 parts.append(("files", (upload.filename, data)))
                 caption_list.append(upload.caption or "")
                 meta_list.append(json.dumps(upload.meta))
             if parts:
-                response = client.post(f"/collections/{collection}/images", files=parts,
-                                       data={"captions": caption_list, "metadata": meta_list})
-                if response.status_code != 201:
-                    print(f"\nerror: {response.status_code} {response.text}", file=sys.stderr)
+                try:
+                    items, refused = post_in_parts(client, collection, parts, caption_list, meta_list)
+                except RuntimeError as exc:
+                    print(f"\nerror: {exc}", file=sys.stderr)
                     return 1
-                items = response.json()["items"]
+                for filename, reason in refused:
+                    tqdm.write(f"skipped {filename}: {reason}", file=sys.stderr)
+                failed += len(refused)
                 duplicates += sum(item["duplicate"] for item in items)
                 added += sum(not item["duplicate"] for item in items)
             bar.update(min(args.batch_size, len(files) - start))
             bar.set_postfix(added=added, skipped=duplicates, failed=failed)
     print(f"added {added}, already indexed {duplicates}, failed {failed}")
     return 0
+
+
+def post_in_parts(client, collection: str, parts: list, captions: list[str], metas: list[str]):
+    """POST one batch; a 413 (the server allows fewer files per request, or a smaller file, than this
+    side assumed) splits it in halves down to single files, and a single file the server still refuses is
+    listed as failed. Returns (added items, [(filename, reason)]); any other refusal raises RuntimeError."""
+    response = client.post(f"/collections/{collection}/images", files=parts,
+                           data={"captions": captions, "metadata": metas})
+    if response.status_code == 201:
+        return response.json()["items"], []
+    if response.status_code == 413 and len(parts) == 1:
+        return [], [(parts[0][1][0], response.json().get("detail", "too large"))]
+    if response.status_code != 413:
+        raise RuntimeError(f"{response.status_code} {response.text}")
+    half = len(parts) // 2
+    first = post_in_parts(client, collection, parts[:half], captions[:half], metas[:half])
+    second = post_in_parts(client, collection, parts[half:], captions[half:], metas[half:])
+    return first[0] + second[0], first[1] + second[1]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -151,3 +151,26 @@ def make_client(make_settings, encoders):
 @pytest.fixture
 def client(make_client):
     return make_client()
+
+
+# Files whose tests run scripts or training in subprocesses (10-45 s each): left out of the inner loop,
+# `pytest -m "not slow and not browser"` (pyproject.toml names the markers).
+SLOW_FILES = {
+    "tests/scripts/test_demo.py", "tests/scripts/test_insert_milvus.py", "tests/scripts/test_insert_precomputed.py",
+    "tests/scripts/test_reindex.py", "tests/scripts/test_ship_tirg.py", "tests/scripts/test_train_demo_clip.py",
+    "tests/scripts/test_probe_css_leak.py",
+    "tests/tirg/test_train.py", "tests/test_upgrade_from_release.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Marks from what a test uses: slow files, MariaDB, a Milvus server (also via parameters)."""
+    for item in items:
+        path = Path(str(item.fspath)).resolve().relative_to(ROOT).as_posix()
+        params = {str(v) for v in item.callspec.params.values()} if hasattr(item, "callspec") else set()
+        if path in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
+        if "mariadb" in item.fixturenames or "mariadb" in params:
+            item.add_marker(pytest.mark.mariadb)
+        if "milvus_server" in item.fixturenames or "server" in params:
+            item.add_marker(pytest.mark.milvus_server)

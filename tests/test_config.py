@@ -25,3 +25,12 @@ def test_environment_variables_are_read(monkeypatch):
     monkeypatch.setenv("PORT", "7100")
     settings = Settings(_env_file=None)
     assert (settings.MILVUS_TABLE, settings.PORT) == ("fashion", 7100)
+
+
+def test_an_empty_variable_means_unset(monkeypatch):
+    """Before, TIRG_CHECKPOINT= became Path('.') and stopped the start."""
+    for name in ("TIRG_CHECKPOINT", "MILVUS_HOST", "MYSQL_HOST", "MILVUS_TOKEN", "MILVUS_INDEX_TYPE"):
+        monkeypatch.setenv(name, "")
+    settings = Settings(_env_file=None)
+    assert settings.TIRG_CHECKPOINT is None and settings.MILVUS_INDEX_TYPE is None
+    assert not settings.milvus_is_server and settings.metadata_url.startswith("sqlite")

@@ -28,7 +28,7 @@ FORBIDDEN = {
     "webserver/encoders": ("webserver.services", "webserver.api", "webserver.stores", "fastapi", "main"),
     "webserver/services": ("webserver.api", "fastapi", "main"),
     "webserver/api": ("main",),
-    "scripts": ("webserver.api", "main"),
+    "scripts": ("webserver.api", "main", "tests"),
 }
 
 

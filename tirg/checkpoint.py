@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +19,21 @@ FORMAT = "tirg-checkpoint/1"
 
 
 def save_checkpoint(path: str | Path, model: ComposeModel, *, weights_dtype: torch.dtype | None = None,
-                    **extra: Any) -> Path:
+                    training: dict[str, Any] | None = None, **extra: Any) -> Path:
     """`extra` (iteration, metrics, ...) is stored beside the weights under `meta`. `weights_dtype`
     (e.g. torch.float16, to ship a file half the size) converts the floating tensors; loading converts
-    them back to the model's dtype."""
+    them back to the model's dtype. `training` (optimizer, iteration, RNG states: tirg.train) lets a run
+    resume exactly. Written to a temporary file and renamed, so a kill never leaves a truncated file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: _stored(v.detach().cpu(), weights_dtype) for k, v in model.state_dict().items()}
-    torch.save({"format": FORMAT, "config": model.config.to_dict(), "vocabulary": model.vocabulary.to_list(),
-                "state_dict": state, "meta": extra}, path)
+    data = {"format": FORMAT, "config": model.config.to_dict(), "vocabulary": model.vocabulary.to_list(),
+            "state_dict": state, "meta": extra}
+    if training is not None:
+        data["training"] = training
+    partial = path.with_name(f".{path.name}.partial")
+    torch.save(data, partial)
+    os.replace(partial, path)
     return path
 
 

@@ -56,7 +56,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--runs_dir", default="./runs")
-    parser.add_argument("--checkpoint", help="start from this checkpoint (config and vocabulary from it)")
+    parser.add_argument("--checkpoint", help="start from this checkpoint's weights (config and vocabulary from "
+                                             "it) with a fresh optimizer and schedule")
+    parser.add_argument("--resume", metavar="RUN_DIR",
+                        help="continue this run exactly (optimizer, schedule, batches, RNG) up to --num_iters "
+                             "in all, in the same folder; the other training options are the run's own")
     parser.add_argument("--export", help="write img.npy, images/ and tirg.pt here after training")
     return parser.parse_args(argv)
 
@@ -85,6 +89,8 @@ def build_model(args, train_set):
     from tirg.models import TirgConfig, create_model
     from tirg.text import Vocabulary
 
+    if args.resume:
+        return load_model(Path(args.resume) / "checkpoint.pt")
     if args.checkpoint:
         return load_model(args.checkpoint)
     config = TirgConfig(model=args.model, backbone=args.backbone, embed_dim=args.embed_dim,
@@ -110,11 +116,36 @@ def export(model, test_set, out: Path, device) -> None:
     print(f"exported {len(test_set)} gallery vectors, images and tirg.pt to {out}")
 
 
+def resume_state(args) -> dict | None:
+    """The saved training record of --resume RUN_DIR; the run's own options replace the command line's
+    (all but --num_iters, the new total, and --dataset_path), and its image size is the model's."""
+    if not args.resume:
+        return None
+    from tirg.checkpoint import read_checkpoint
+
+    saved = read_checkpoint(Path(args.resume) / "checkpoint.pt")
+    if "training" not in saved:
+        raise SystemExit(f"error: {args.resume}/checkpoint.pt holds no training state (written before "
+                         "--resume existed); continue it with --checkpoint instead (fresh optimizer)")
+    state = saved["training"]
+    if args.num_iters <= state["iteration"]:
+        raise SystemExit(f"error: the run is at iteration {state['iteration']}; give --num_iters above it")
+    options = state["options"]
+    for name in ("batch_size", "learning_rate", "weight_decay", "learning_rate_decay_frequency", "loss",
+                 "eval_every", "train_eval_queries", "seed"):
+        setattr(args, name, options[name])
+    args.precision = options.get("precision_requested") or options["precision"]
+    args.started_from = options.get("started_from")
+    args.image_size = saved["config"]["image_size"]
+    return state
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from tirg.hardware import choose_precision, pick_device
     from tirg.train import Trainer, TrainOptions
 
+    resume = resume_state(args)
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     if args.threads:
@@ -125,18 +156,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: --precision bf16: {precision.reason}", file=sys.stderr)
     train_set, test_set = load_split(args, "train"), load_split(args, "test")
     model = build_model(args, train_set).to(device)
-    run_dir = Path(args.runs_dir) / (datetime.now().strftime("%b%d_%H-%M-%S") + args.comment)
-    print(f"{args.model}: {len(train_set)} train / {len(test_set)} test images, {len(test_set.queries)} "
+    run_dir = Path(args.resume) if args.resume else \
+        Path(args.runs_dir) / (datetime.now().strftime("%b%d_%H-%M-%S") + args.comment)
+    print(f"{model.config.model}: {len(train_set)} train / {len(test_set)} test images, {len(test_set.queries)} "
           f"test queries, vocabulary {len(model.vocabulary)}, {precision.hardware}, {precision.precision}; "
-          f"logs in {run_dir}")
+          f"logs in {run_dir}" + (f", resuming at iteration {resume['iteration']}" if resume else ""))
+    started_from = getattr(args, "started_from", None) or (str(args.checkpoint) if args.checkpoint else None)
     options = TrainOptions(num_iters=args.num_iters, batch_size=args.batch_size, learning_rate=args.learning_rate,
                            weight_decay=args.weight_decay, loss=args.loss, eval_every=args.eval_every,
                            train_eval_queries=args.train_eval_queries,
                            precision=precision.precision, precision_requested=args.precision,
                            hardware=precision.hardware,
                            learning_rate_decay_frequency=args.learning_rate_decay_frequency, seed=args.seed,
-                           started_from=str(args.checkpoint) if args.checkpoint else None)
-    result = Trainer(model, train_set, test_set, options, run_dir, device).run()
+                           started_from=started_from)
+    result = Trainer(model, train_set, test_set, options, run_dir, device, resume=resume).run()
     print(json.dumps({"test": result["test"], "train": result["train"], "wall_time_s": result["wall_time_s"]}))
     if args.export:
         export(model, test_set, Path(args.export), device)

@@ -48,8 +48,11 @@ def _decayed_lr(options: TrainOptions, iteration: int) -> float:
 
 
 class Trainer:
+    """`resume`: the `training` record of a checkpoint this trainer wrote; the run then continues
+    exactly where it stopped (same optimizer momentum, learning-rate schedule, batches and dropout)."""
+
     def __init__(self, model: ComposeModel, train_set: CSSDataset, test_set: CSSDataset,
-                 options: TrainOptions, run_dir: Path, device: torch.device):
+                 options: TrainOptions, run_dir: Path, device: torch.device, resume: dict | None = None):
         self.model, self.train_set, self.test_set = model, train_set, test_set
         self.options, self.run_dir, self.device = options, run_dir, device
         self.normalizer = ImageNormalizer(model.config.image_mean, model.config.image_std, device)
@@ -61,6 +64,25 @@ class Trainer:
                                                   min(options.train_eval_queries, len(train_set.queries)))
         self.writer = SummaryWriter(log_dir=str(run_dir))
         self.history: list[dict] = []
+        self.losses: list[float] = []
+        self.done, self.wall_before_s = 0, 0.0  # iterations and seconds of earlier sittings
+        if resume is not None:
+            self._restore(resume)
+
+    def training_state(self, iteration: int, wall_s: float) -> dict:
+        return {"iteration": iteration, "wall_time_s": wall_s, "optimizer": self.optimizer.state_dict(),
+                "python_rng": self.rng.getstate(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+                "losses": list(self.losses), "history": list(self.history), "options": vars(self.options)}
+
+    def _restore(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.rng.setstate(_as_rng_state(state["python_rng"]))
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.done, self.wall_before_s = int(state["iteration"]), float(state["wall_time_s"])
+        self.losses, self.history = list(state["losses"]), list(state["history"])
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.options.precision == "fp32":
@@ -96,22 +118,27 @@ class Trainer:
 
     def run(self) -> dict:
         self.model.train()
-        started, losses = time.monotonic(), []
-        bar = tqdm(range(1, self.options.num_iters + 1), unit="it", desc=self.model.config.model)
+        started = time.monotonic()
+
+        def elapsed() -> float:
+            return self.wall_before_s + time.monotonic() - started
+        bar = tqdm(range(self.done + 1, self.options.num_iters + 1), unit="it", desc=self.model.config.model,
+                   initial=self.done, total=self.options.num_iters)
         for iteration in bar:
-            losses.append(self.step(iteration))
+            self.losses.append(self.step(iteration))
             if iteration % 50 == 0:
-                mean_loss = sum(losses[-50:]) / len(losses[-50:])
+                mean_loss = sum(self.losses[-50:]) / len(self.losses[-50:])
                 self.writer.add_scalar("train/loss", mean_loss, iteration)
                 bar.set_postfix(loss=f"{mean_loss:.3f}")
             if iteration % self.options.eval_every == 0 and iteration < self.options.num_iters:
                 bar.write(_summary(self.evaluate(iteration)))
-                self.save(iteration, time.monotonic() - started)
+                self.save(iteration, elapsed())
         final = self.evaluate(self.options.num_iters)
-        wall = time.monotonic() - started
+        wall = elapsed()
         self.save(self.options.num_iters, wall)
         self.writer.close()
-        result = {**final, "wall_time_s": round(wall, 1), "first_losses": losses[:50], "last_losses": losses[-50:],
+        result = {**final, "wall_time_s": round(wall, 1), "first_losses": self.losses[:50],
+                  "last_losses": self.losses[-50:],
                   "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
         (self.run_dir / "results.json").write_text(json.dumps(
             {**result, "history": self.history, "options": vars(self.options)}, indent=2))
@@ -119,7 +146,14 @@ class Trainer:
 
     def save(self, iteration: int, wall_s: float) -> Path:
         return save_checkpoint(self.run_dir / "checkpoint.pt", self.model, iteration=iteration,
-                               wall_time_s=round(wall_s, 1), history=self.history)
+                               wall_time_s=round(wall_s, 1), history=self.history,
+                               training=self.training_state(iteration, wall_s))
+
+
+def _as_rng_state(saved) -> tuple:
+    """random.Random's state is nested tuples; a checkpoint round trip may give lists."""
+    version, internal, gauss = saved
+    return int(version), tuple(int(x) for x in internal), gauss
 
 
 def _summary(record: dict) -> str:

@@ -74,9 +74,12 @@ def test_a_run_killed_half_way_and_restarted_indexes_everything_once(tmp_path, c
 
 
 def test_server_mode_and_the_lock_hint(tmp_path, clip_checkpoint):
+    """--server splits batches to the server's files-per-request limit (before: a 413 ended the run) and
+    lists an unreadable file as failed (before: a traceback)."""
     folder, data_dir, port = tmp_path / "images", tmp_path / "data", free_port()
     write_image_folder(folder, 20)
-    env = script_env(data_dir, clip_checkpoint, PORT=str(port), HOST="127.0.0.1")
+    (folder / "unreadable.png").symlink_to("/proc/self/mem")  # a regular file whose read fails, even as root
+    env = script_env(data_dir, clip_checkpoint, PORT=str(port), HOST="127.0.0.1", MAX_FILES_PER_REQUEST="4")
     server = subprocess.Popen([sys.executable, str(ROOT / "main.py")], env=env, cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -88,7 +91,8 @@ def test_server_mode_and_the_lock_hint(tmp_path, clip_checkpoint):
         uploaded = run_script("insert_milvus.py", str(folder), "--server", f"http://127.0.0.1:{port}",
                               "--batch-size", "8", env=env)
         assert uploaded.returncode == 0, uploaded.stderr
-        assert "added 20, already indexed 0, failed 2" in uploaded.stdout
+        assert "added 20, already indexed 0, failed 3" in uploaded.stdout
+        assert "unreadable.png" in uploaded.stderr
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)

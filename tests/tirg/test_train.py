@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from tirg.checkpoint import read_checkpoint
@@ -56,3 +57,46 @@ def test_bf16_on_a_cpu_without_it_trains_in_fp32_and_says_so(tiny_css, tmp_path,
     result = _train_bf16(tiny_css, tmp_path, "avx2", 3, 4)
     assert (result["options"]["precision_requested"], result["options"]["precision"]) == ("bf16", "fp32")
     assert "no native bf16" in capsys.readouterr().err
+
+
+def test_thirty_iterations_resumed_for_thirty_more_equal_sixty_straight(tiny_css, tmp_path):
+    """--resume restores the optimizer's momentum, the schedule, the batch sampler and the RNG: the loss
+    curve and the final recall are those of an uninterrupted run (the learning rate drops at 40)."""
+    common = ["--dataset_path", str(tiny_css), "--batch_size", "8", "--image_size", "32", "--embed_dim", "32",
+              "--eval_every", "15", "--train_eval_queries", "40", "--threads", "1", "--learning_rate", "0.02",
+              "--learning_rate_decay_frequency", "40", "--loss", "batch_based_classification"]
+    assert main(common + ["--num_iters", "60", "--runs_dir", str(tmp_path / "straight")]) == 0
+    assert main(common + ["--num_iters", "30", "--runs_dir", str(tmp_path / "split")]) == 0
+    run = next((tmp_path / "split").iterdir())
+    assert main(["--dataset_path", str(tiny_css), "--resume", str(run), "--num_iters", "60",
+                 "--threads", "1"]) == 0
+
+    straight = json.loads(next((tmp_path / "straight").iterdir()).joinpath("results.json").read_text())
+    resumed = json.loads((run / "results.json").read_text())
+    np.testing.assert_allclose(resumed["last_losses"], straight["last_losses"], rtol=1e-5)
+    assert len(resumed["last_losses"]) == 50 and resumed["test"] == pytest.approx(straight["test"])
+    assert [h["iteration"] for h in resumed["history"]] == [15, 30, 45, 60]
+    assert read_checkpoint(run / "checkpoint.pt")["training"]["iteration"] == 60
+
+
+def test_a_checkpoint_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """Written to a temporary file and renamed: a failure mid-write leaves the previous checkpoint."""
+    from tirg.checkpoint import save_checkpoint
+    from tirg.models import TirgConfig, create_model
+    from tirg.text import Vocabulary
+
+    model = create_model(TirgConfig(embed_dim=16, word_dim=8, lstm_dim=8, image_size=32), Vocabulary.build(["a"]))
+    path = save_checkpoint(tmp_path / "checkpoint.pt", model, iteration=1)
+    real_save = torch.save
+
+    def killed_half_way(data, target):
+        real_save(data, target)
+        with open(target, "r+b") as handle:
+            handle.truncate(100)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", killed_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, model, iteration=2)
+    monkeypatch.undo()
+    assert read_checkpoint(path)["meta"]["iteration"] == 1

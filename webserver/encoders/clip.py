@@ -5,6 +5,7 @@ open_clip before loading, so they are named like the built-in ones.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import socket
 import threading
@@ -22,7 +23,9 @@ from webserver.errors import EncoderLoadError
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 
 
+@functools.cache
 def register_model_configs() -> None:
+    """Once per process: open_clip keeps one global list of config folders and rescans it on each add."""
     open_clip.add_model_config(MODEL_CONFIG_DIR)
 
 

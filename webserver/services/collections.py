@@ -5,6 +5,7 @@ id and dimension it recorded; that encoder also decides which queries it answers
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from webserver.encoders.base import CLIP, Encoder, kind_of
@@ -36,7 +37,9 @@ class CollectionInfo:
 
 class CollectionService:
     def __init__(self, *, metadata: MetadataStore, vectors: VectorStore, files: FileStore,
-                 encoders: EncoderSet):
+                 encoders: EncoderSet, defaults: Mapping[str, str] | None = None):
+        """`defaults`: name -> encoder kind of the collections the server makes at start."""
+        self.defaults = dict(defaults or {})
         self.metadata = metadata
         self.files = files
         self.vectors = vectors
@@ -46,16 +49,20 @@ class CollectionService:
         if not NAME_PATTERN.match(name):
             raise InvalidInput(f"Collection name {name!r} must match {NAME_PATTERN.pattern}.")
         encoder = self.encoders.get(kind)
-        if self.metadata.get_collection(name):
-            raise AlreadyExists(f"Collection {name!r} already exists.")
-        if not self.vectors.has_collection(name):
-            self.vectors.create_collection(name, encoder.dimension)
+        # The record claims the name first: of two concurrent creates the loser stops here, before it
+        # touches Milvus (it used to drop the winner's vectors on its way out).
+        record = self.metadata.add_collection(name=name, encoder_id=encoder.encoder_id,
+                                              dimension=encoder.dimension, metric=METRIC)
         try:
-            return self.metadata.add_collection(name=name, encoder_id=encoder.encoder_id,
-                                                dimension=encoder.dimension, metric=METRIC)
+            if self.vectors.has_collection(name):
+                # No record named it, so no row owns its vectors (a crash, another database): start clean,
+                # in this encoder's dimension, rather than reuse vectors of any size.
+                self.vectors.drop_collection(name)
+            self.vectors.create_collection(name, encoder.dimension)
         except Exception:
-            self.vectors.drop_collection(name)
+            self.metadata.delete_collection(name)
             raise
+        return record
 
     def ensure(self, name: str, kind: str = CLIP) -> CollectionRecord:
         """The collection, created if missing; an existing one of another kind is refused."""
@@ -72,7 +79,11 @@ class CollectionService:
         return self.metadata.list_collections()
 
     def get_record(self, name: str) -> CollectionRecord:
+        """A default collection that could not be made at start (a store was down) is made now: while
+        Milvus is still down that is a 503, never a 404 for a collection the server promises."""
         record = self.metadata.get_collection(name)
+        if record is None and name in self.defaults:
+            return self.ensure(name, self.defaults[name])
         if record is None:
             raise NotFound(f"Collection {name!r} does not exist (GET /collections lists them).")
         return record
@@ -104,8 +115,12 @@ class CollectionService:
         return [record for record in self.list_all() if not self.is_servable(record)]
 
     def delete(self, name: str) -> None:
-        self.get_record(name)
+        """Rows first (the source of truth), then vectors, then files no other row uses: a failure part
+        way leaves at most vectors or files that nothing refers to, never rows without vectors."""
+        if self.metadata.get_collection(name) is None:
+            raise NotFound(f"Collection {name!r} does not exist (GET /collections lists them).")
+        stored = self.metadata.delete_collection(name)
         self.vectors.drop_collection(name)
-        for sha256, path in self.metadata.delete_collection(name):
+        for sha256, path in stored:
             if self.metadata.count_sha256_references(sha256) == 0:
                 self.files.remove(path)

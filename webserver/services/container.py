@@ -83,7 +83,8 @@ def build_services(settings: Settings, encoders: EncoderSet | None = None) -> Se
     vectors = VectorStore(settings.milvus_uri, token=settings.MILVUS_TOKEN,
                           index_type=settings.MILVUS_INDEX_TYPE, timeout_s=settings.MILVUS_TIMEOUT_S)
     files = FileStore(settings.files_dir)
-    collections = CollectionService(metadata=metadata, vectors=vectors, files=files, encoders=encoders)
+    collections = CollectionService(metadata=metadata, vectors=vectors, files=files, encoders=encoders,
+                                    defaults=dict(default_collections(settings, encoders)))
     images = ImageService(collections=collections, metadata=metadata, vectors=vectors, files=files,
                           max_bytes=settings.MAX_UPLOAD_BYTES, max_pixels=settings.MAX_IMAGE_PIXELS)
     defaults = {"text": settings.MILVUS_TABLE, "image": settings.MILVUS_TABLE, "composed": settings.TIRG_TABLE}

@@ -87,13 +87,17 @@ class ImageService:
 
     def add_prepared(self, collection: str, images: Sequence[PreparedImage]) -> list[AddedImage]:
         encoder = self.collections.require_servable(collection)
-        existing = self.metadata.find_by_sha256(collection, [img.decoded.sha256 for img in images])
-        fresh = _first_of_each_digest([img for img in images if img.decoded.sha256 not in existing])
-        if fresh:
+        for attempt in range(2):
+            existing = self.metadata.find_by_sha256(collection, [img.decoded.sha256 for img in images])
+            fresh = _first_of_each_digest([img for img in images if img.decoded.sha256 not in existing])
             try:
-                existing.update(self._write(collection, encoder, fresh))
-            except AlreadyExists:  # a concurrent writer added some of the same bytes: retry once
-                return self.add_prepared(collection, images)
+                if fresh:
+                    existing.update(self._write(collection, encoder, fresh))
+                break
+            except AlreadyExists:  # a concurrent writer added some of the same bytes: look again, once
+                if attempt == 1:
+                    raise AlreadyExists("Other uploads of the same bytes kept landing first; send it again.") \
+                        from None
         fresh_digests = {img.decoded.sha256 for img in fresh}
         results, reported = [], set()
         for img in images:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from webserver.errors import InvalidInput, StoreUnavailable
+from webserver.errors import DomainError, InvalidInput, NotFound, StoreUnavailable
 
 VECTOR_FIELD = "vector"
 META_FIELD = "meta"
@@ -103,6 +103,34 @@ def _literal(key: str, value: Any) -> str:
     raise InvalidInput(f"filter: value of {key!r} must be a string, number or boolean.")
 
 
+# MilvusException codes that mean "cannot serve now" rather than "this request is wrong".
+_UNAVAILABLE_CODES = {2, 8, 9}  # connection failed / not ready, rate limited, writes denied
+_UNAVAILABLE_WORDS = ("unavailable", "deadline", "timeout", "timed out", "connect", "not ready")
+_COLLECTION_NOT_FOUND = 100
+
+
+def _rejection(exc: Exception, what: str) -> DomainError | None:
+    """A request Milvus answered and refused (bad filter, wrong dimension, a collection dropped meanwhile)
+    is the caller's error; None for a connection failure or timeout (or anything not from Milvus), which
+    the caller reports as the store being unavailable."""
+    from pymilvus.exceptions import (
+        ConnectError,
+        ConnectionNotExistException,
+        MilvusException,
+        MilvusUnavailableException,
+    )
+
+    if not isinstance(exc, MilvusException) or isinstance(
+            exc, (ConnectError, ConnectionNotExistException, MilvusUnavailableException)):
+        return None
+    message = str(getattr(exc, "message", "") or exc)
+    if exc.code in _UNAVAILABLE_CODES or any(word in message.lower() for word in _UNAVAILABLE_WORDS):
+        return None
+    if exc.code == _COLLECTION_NOT_FOUND:
+        return NotFound(f"Milvus has no such collection ({what}): {message}")
+    return InvalidInput(f"Milvus rejected the request ({what}): {message}")
+
+
 class VectorStore:
     def __init__(self, uri: str, *, token: str | None = None, index_type: str | None = None,
                  timeout_s: float = 10.0):
@@ -151,6 +179,9 @@ class VectorStore:
         except StoreUnavailable:
             raise
         except Exception as exc:  # MilvusException, grpc and socket errors alike
+            rejected = _rejection(exc, what)
+            if rejected is not None:
+                raise rejected from exc
             if self.is_server:
                 self._client = None  # reconnect on the next call
                 self._loaded.clear()

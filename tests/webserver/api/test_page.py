@@ -24,6 +24,8 @@ from tirg.scenes.generate import generate
 from webserver.api.app import create_app
 from webserver.services.container import load_encoders
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                  "--disable-background-networking", "--disable-component-update"]

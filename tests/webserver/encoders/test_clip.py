@@ -1,4 +1,5 @@
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,3 +76,13 @@ def test_bf16_on_a_cpu_without_it_runs_fp32_and_warns_with_the_cost(clip_checkpo
 def test_auto_precision_follows_the_cpu_class(clip_checkpoint, cpu_class, dtype):
     chosen = ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu", precision="auto", cpu_class=cpu_class)
     assert chosen.dtype == dtype and chosen.precision.hardware == f"cpu/{cpu_class}"
+
+
+def test_the_config_folder_is_registered_once_however_many_encoders_are_built(clip_checkpoint):
+    from open_clip import factory
+
+    from webserver.encoders.clip import MODEL_CONFIG_DIR
+
+    for _ in range(2):
+        ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu")
+    assert [Path(p) for p in factory._MODEL_CONFIG_PATHS].count(MODEL_CONFIG_DIR) == 1

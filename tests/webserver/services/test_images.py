@@ -3,9 +3,9 @@ import contextlib
 
 import pytest
 
-from tests.images import sample_pngs
+from tests.images import sample_uploads
 from tests.servers import free_port
-from webserver.errors import EncoderMismatch, StoreUnavailable
+from webserver.errors import AlreadyExists, EncoderMismatch, StoreUnavailable
 from webserver.services.container import build_services
 from webserver.services.images import ImageService, Upload
 from webserver.stores.metadata import MetadataStore
@@ -22,8 +22,7 @@ def services(make_settings, encoders):
 
 
 def uploads(count: int) -> list[Upload]:
-    return [Upload(data=data, filename=f"{i}.png", meta={"label": label})
-            for i, (data, label) in enumerate(sample_pngs(count))]
+    return sample_uploads(count)
 
 
 def service_with(services, *, metadata=None, vectors=None) -> ImageService:
@@ -71,3 +70,17 @@ def test_a_collection_made_by_another_encoder_is_refused(services):
     with pytest.raises(EncoderMismatch, match="reindex.py --collection old"):
         services.images.add("old", uploads(1))
     assert [r.name for r in services.collections.mismatched()] == ["old"]
+
+
+def test_losing_the_race_for_the_same_bytes_retries_once_then_says_so(services, monkeypatch):
+    """Before, "retry once" recursed without bound while another writer kept winning."""
+    attempts = []
+
+    def always_beaten(*args):
+        attempts.append(args)
+        raise AlreadyExists("An image with the same bytes was inserted concurrently.")
+
+    monkeypatch.setattr(services.images, "_write", always_beaten)
+    with pytest.raises(AlreadyExists, match="send it again"):
+        services.images.add("images", uploads(2))
+    assert len(attempts) == 2

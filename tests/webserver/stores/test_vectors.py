@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.servers import free_port
-from webserver.errors import InvalidInput, StoreUnavailable
+from webserver.errors import InvalidInput, NotFound, StoreUnavailable
 from webserver.stores.vectors import DataDirLocked, VectorStore, build_filter
 
 
@@ -93,3 +93,14 @@ def test_a_lite_file_held_by_another_process_is_named_as_such(tmp_path):
             VectorStore(str(path)).ping()
     finally:
         holder.kill()
+
+
+def test_a_request_milvus_refuses_is_the_callers_error_not_an_outage(filled):
+    """Before, every Milvus exception read as "Milvus is down" (503) and reset the client."""
+    vectors, name, _ = filled
+    client = vectors.client
+    with pytest.raises(InvalidInput, match="Milvus rejected the request"):
+        vectors.upsert(name, [99], np.ones((1, 16), np.float32), [{}])  # the collection's dimension is 8
+    with pytest.raises(NotFound, match="no such collection"):
+        vectors.search("never_made", np.ones(8, np.float32), limit=3)
+    assert vectors.client is client and vectors.count(name) == 20

@@ -12,7 +12,8 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=Health, summary="The process is alive")
-def healthz() -> Health:
+async def healthz() -> Health:
+    """On the event loop itself: never queued behind model work in the thread pool."""
     return Health(status="ok")
 
 

@@ -9,5 +9,5 @@ router = APIRouter(tags=["health"])
 
 @router.get("/metrics", summary="Prometheus metrics: requests and latency per route, search stages",
             response_class=Response, responses={200: {"content": {"text/plain": {}}}})
-def metrics(metrics: MetricsDep) -> Response:
+async def metrics(metrics: MetricsDep) -> Response:
     return metrics.exposition()
