@@ -20,7 +20,6 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 import numpy as np
-import torch
 
 from tirg.hardware import machine_summary
 
@@ -35,18 +34,6 @@ def timed(fn) -> float:
     started = time.perf_counter()
     fn()
     return (time.perf_counter() - started) * 1000
-
-
-def random_weights(model: str, folder: Path) -> Path:
-    import open_clip
-
-    from webserver.encoders.clip import register_model_configs
-
-    register_model_configs()
-    torch.manual_seed(0)
-    path = folder / f"{model}-random.pt"
-    torch.save({"state_dict": open_clip.create_model(model).state_dict()}, path)
-    return path
 
 
 def bench_ingest(services, count: int) -> dict:
@@ -138,10 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from config import Settings
+    from webserver.encoders.clip import save_random_weights
     from webserver.services.container import build_services, prepare_stores
 
     with tempfile.TemporaryDirectory() as tmp:
-        weights = random_weights(args.model, Path(tmp))
+        weights = save_random_weights(args.model, Path(tmp) / f"{args.model}-random.pt")
         settings = Settings(_env_file=None, DATA_DIR=Path(tmp) / "data", CLIP_MODEL=args.model,
                             CLIP_PRETRAINED=str(weights), CLIP_PRECISION=args.precision, DEVICE="cpu",
                             CPU_CLASS=args.cpu_class)

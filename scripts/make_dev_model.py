@@ -22,18 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    import open_clip
-    import torch
-
-    from webserver.encoders.clip import register_model_configs
+    from webserver.encoders.clip import save_random_weights
 
     if args.out.exists():
         print(f"{args.out} exists; keeping it")
         return 0
-    register_model_configs()
-    torch.manual_seed(args.seed)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": open_clip.create_model(args.model).state_dict()}, args.out)
+    save_random_weights(args.model, args.out, args.seed)
     print(f"wrote {args.out}: CLIP_MODEL={args.model} CLIP_PRETRAINED={args.out}")
     return 0
 

@@ -30,12 +30,15 @@ def main(argv: list[str] | None = None) -> int:
         services = build_services(Settings())
         total = services.metadata.count_images(args.collection)
         with tqdm(total=total, unit="img", desc=f"re-encoding {args.collection}") as bar:
-            encoded = reindex(services, args.collection, batch_size=args.batch_size, on_batch=bar.update)
+            report = reindex(services, args.collection, batch_size=args.batch_size, on_batch=bar.update)
     except DomainError as exc:
         print(f"error: {exc.detail}", file=sys.stderr)
         return 2
     encoder_id = services.collections.get_record(args.collection).encoder_id
-    print(f"{args.collection}: {encoded} images encoded with {encoder_id}")
+    for image_id, why in report.missing:
+        print(f"skipped image {image_id}: {why}", file=sys.stderr)
+    print(f"{args.collection}: {report.encoded} images encoded with {encoder_id}"
+          + (f"; {len(report.missing)} rows have no readable file (listed above)" if report.missing else ""))
     services.close()
     return 0
 

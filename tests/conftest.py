@@ -20,17 +20,9 @@ TINY_MODEL = "tiny-clip"
 @pytest.fixture(scope="session")
 def clip_checkpoint(tmp_path_factory) -> Path:
     """Random weights for a small registered architecture, saved the way open_clip loads a local file."""
-    import open_clip
-    import torch
+    from webserver.encoders.clip import save_random_weights
 
-    from webserver.encoders.clip import register_model_configs
-
-    register_model_configs()
-    torch.manual_seed(0)
-    model = open_clip.create_model(TINY_MODEL)
-    path = tmp_path_factory.mktemp("models") / "tiny-clip.pt"
-    torch.save({"state_dict": model.state_dict()}, path)
-    return path
+    return save_random_weights(TINY_MODEL, tmp_path_factory.mktemp("models") / "tiny-clip.pt")
 
 
 @pytest.fixture(scope="session")

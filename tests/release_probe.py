@@ -14,7 +14,10 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(sys.argv[1]).resolve()))
+# The checkout under test first; not this file's folder, whose `scripts` test package would shadow the
+# checkout's scripts/ folder.
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(Path(sys.argv[1]).resolve())] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 from fastapi.testclient import TestClient  # noqa: E402
 

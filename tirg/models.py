@@ -102,7 +102,11 @@ def _concat_mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
 
 
 class Concat(ComposeModel):
-    """Baseline: an MLP over [image; text]."""
+    """Baseline: an MLP over [image; text].
+
+    Departs from the reference (google/tirg `ConcatWithText`): the reference has a second BatchNorm1d
+    after the first Linear (BN -> ReLU -> Linear -> BN -> ReLU -> Dropout -> Linear); this one has not.
+    Kept as it is so that the baseline figures in docs/results.md stay reproducible."""
 
     def __init__(self, config, vocabulary):
         super().__init__(config, vocabulary)
@@ -131,7 +135,11 @@ class Tirg(ComposeModel):
 
 class TirgLastConv(ComposeModel):
     """TIRG applied to the last convolutional feature map, then pooled. `compose_img_text_features`
-    takes that map ([B, C, h, w]) rather than a pooled vector."""
+    takes that map ([B, C, h, w]) rather than a pooled vector.
+
+    Departs from the reference (google/tirg `TIRGLastConv`), whose gate and residual are both
+    BN -> conv3x3 -> ReLU -> conv3x3: here they keep the 1-D TIRG's shapes, a gate of BN -> ReLU -> one
+    conv3x3 and a residual of BN -> ReLU -> conv3x3 -> ReLU -> conv3x3. Not trained for the results table."""
 
     def __init__(self, config, vocabulary):
         super().__init__(config, vocabulary)

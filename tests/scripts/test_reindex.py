@@ -1,20 +1,15 @@
-import torch
 from fastapi.testclient import TestClient
 
 from tests.conftest import TINY_MODEL
 from tests.images import sample_pngs
 from tests.scripts.helpers import run_script, script_env, write_image_folder
 from webserver.api.app import create_app
-from webserver.encoders.clip import ClipEncoder
+from webserver.encoders.clip import ClipEncoder, save_random_weights
 from webserver.encoders.registry import EncoderSet
 
 
 def other_weights(path):
-    import open_clip
-
-    torch.manual_seed(1)
-    torch.save({"state_dict": open_clip.create_model(TINY_MODEL).state_dict()}, path)
-    return path
+    return save_random_weights(TINY_MODEL, path, seed=1)
 
 
 def test_changing_the_model_is_refused_until_reindexed(tmp_path, clip_checkpoint, make_settings):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import socket
 import threading
 from collections.abc import Sequence
@@ -27,6 +28,16 @@ MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 def register_model_configs() -> None:
     """Once per process: open_clip keeps one global list of config folders and rescans it on each add."""
     open_clip.add_model_config(MODEL_CONFIG_DIR)
+
+
+def save_random_weights(model_name: str, path: Path, seed: int = 0) -> Path:
+    """Seeded random weights of an architecture, saved the way open_clip loads a local file: a dev model
+    (scripts/make_dev_model.py), benchmarks (timing does not depend on the weights) and tests."""
+    register_model_configs()
+    torch.manual_seed(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": open_clip.create_model(model_name).state_dict()}, path)
+    return path
 
 
 def file_fingerprint(path: Path) -> str:
@@ -117,6 +128,30 @@ def _hub_reachable(timeout_s: float = 3.0) -> bool:
         return False
 
 
+def tag_weights_cached(model_name: str, tag: str) -> bool:
+    """Whether open_clip would find a tag's weights without a network: in the Hugging Face cache (or a
+    mirror's, HF_HOME / HF_HUB_CACHE) or in open_clip's URL download cache."""
+    from huggingface_hub import try_to_load_from_cache
+    from open_clip.pretrained import HF_WEIGHTS_NAME, get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(model_name, tag)
+    if not cfg:
+        return False
+    if cfg.get("file"):
+        return Path(cfg["file"]).is_file()
+    if cfg.get("hf_hub"):
+        repo_id, filename = os.path.split(cfg["hf_hub"])
+        filename = filename or HF_WEIGHTS_NAME
+        names = [filename, str(Path(filename).with_suffix(".safetensors")), "open_clip_model.safetensors"]
+        return any(isinstance(try_to_load_from_cache(repo_id, name), str) for name in names)
+    url = cfg.get("url", "")
+    return bool(url) and (Path("~/.cache/clip").expanduser() / os.path.basename(url)).is_file()
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+
+
 def _load(model_name: str, pretrained: str, device: torch.device):
     if model_name not in open_clip.list_models():
         raise EncoderLoadError(
@@ -129,11 +164,13 @@ def _load(model_name: str, pretrained: str, device: torch.device):
     looks_like_path = path.suffix in {".pt", ".pth", ".bin", ".safetensors"} or "/" in pretrained
     if looks_like_path and not path.is_file():
         raise EncoderLoadError(f"CLIP_PRETRAINED={pretrained!r}: no such checkpoint file.")
-    if not path.is_file() and not _hub_reachable():
+    if not path.is_file() and not tag_weights_cached(model_name, pretrained) and \
+            (_hub_offline() or not _hub_reachable()):
         raise EncoderLoadError(
-            f"CLIP_PRETRAINED={pretrained!r} is a pretrained tag, downloaded from the model hub, and "
-            f"the hub ({HUB_HOST}) cannot be reached from here. Offline, set CLIP_PRETRAINED to a local "
-            "checkpoint file (and CLIP_MODEL to its architecture); see README, 'Models'.")
+            f"CLIP_PRETRAINED={pretrained!r} is a pretrained tag, downloaded from the model hub, its weights "
+            f"are not in the local cache, and the hub ({HUB_HOST}) cannot be reached from here. Offline, set "
+            "CLIP_PRETRAINED to a local checkpoint file (and CLIP_MODEL to its architecture), or copy the "
+            "weights into the Hugging Face cache (HF_HOME); see README, 'Models'.")
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
             model_name, pretrained=str(path) if path.is_file() else pretrained, device=device)

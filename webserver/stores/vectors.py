@@ -226,6 +226,15 @@ class VectorStore:
         self._loaded.discard(name)
         self._call("dropping a collection", lambda c: c.drop_collection(name))
 
+    def replace_collection(self, name: str, replacement: str) -> None:
+        """`replacement` takes `name` (the old collection is dropped, the new one renamed): the switch
+        after a rebuild, a few milliseconds without the collection."""
+        self._loaded.discard(name)
+        self._loaded.discard(replacement)
+        if self.has_collection(name):
+            self._call("dropping the replaced collection", lambda c: c.drop_collection(name))
+        self._call("renaming the rebuilt collection", lambda c: c.rename_collection(replacement, name))
+
     def count(self, name: str) -> int:
         self._ensure_loaded(name)
         rows = self._call("counting", lambda c: c.query(name, filter="", output_fields=["count(*)"]))

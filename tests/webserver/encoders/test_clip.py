@@ -86,3 +86,29 @@ def test_the_config_folder_is_registered_once_however_many_encoders_are_built(cl
     for _ in range(2):
         ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu")
     assert [Path(p) for p in factory._MODEL_CONFIG_PATHS].count(MODEL_CONFIG_DIR) == 1
+
+
+def test_a_pretrained_tag_loads_offline_from_the_local_cache(clip_checkpoint, encoder, tmp_path, monkeypatch):
+    """Before, the hub was probed first, so weights already in the Hugging Face cache were refused offline."""
+    import shutil
+
+    import huggingface_hub.constants
+    import open_clip.pretrained
+
+    monkeypatch.setitem(open_clip.pretrained._PRETRAINED, TINY_MODEL,
+                        {"cached_test": {"hf_hub": "test-org/tiny-clip/"}})
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    repo = tmp_path / "hub" / "models--test-org--tiny-clip"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    shutil.copyfile(clip_checkpoint, snapshot / "open_clip_pytorch_model.bin")
+
+    cached = ClipEncoder(TINY_MODEL, "cached-test", device="cpu")
+    images = [image for image, _ in sample_images(2)]
+    np.testing.assert_allclose(cached.encode_images(images), encoder.encode_images(images), atol=1e-5)
+    with pytest.raises(EncoderLoadError, match="not in the local cache"):
+        ClipEncoder(TINY_MODEL, "not-cached", device="cpu")
