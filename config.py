@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     MAX_UPLOAD_BYTES: int = Field(20 * 1024 * 1024, ge=1)
     MAX_IMAGE_PIXELS: int = Field(40_000_000, ge=1)
     MAX_FILES_PER_REQUEST: int = Field(256, ge=1)
+    MODEL_WORKERS: int = Field(2, ge=1, le=64, description="threads that decode, encode and compose for "
+                                                           "requests; more requests queue for them")
 
     @field_validator("MILVUS_HOST", "MILVUS_TOKEN", "MILVUS_INDEX_TYPE", "MYSQL_HOST", "TIRG_CHECKPOINT",
                      mode="before")

@@ -54,12 +54,18 @@ def test_a_data_dir_of_release_0_4_0_opens_with_everything_intact(release_0_4_0,
     assert len(before["images"]["fashion"]) == 11 and len(before["search"]["composed"]) == 4  # the query image left out
 
     if metadata == "mariadb":  # a MySQL operator upgrades by command (SQLite upgrades itself at start)
+        refused = subprocess.run([sys.executable, str(ROOT / "tests" / "release_probe.py"), str(ROOT), "read",
+                                  str(tmp_path / "refused.json")], env=env, cwd=ROOT, capture_output=True,
+                                 text=True, timeout=600)
+        assert refused.returncode != 0 and "python scripts/migrate.py upgrade" in refused.stderr
         upgraded = subprocess.run([sys.executable, str(ROOT / "scripts" / "migrate.py"), "upgrade"], env=env,
                                   cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert upgraded.returncode == 0, upgraded.stderr
     after = probe(ROOT, "read", env, tmp_path / "after.json")
 
     assert after == before
+    backups = list((tmp_path / "data" / "backups").glob("metadata-rev0001-*.db"))
+    assert len(backups) == (1 if metadata == "sqlite" else 0)  # SQLite copied itself aside, then upgraded
     url = (f"mysql+pymysql://{env['MYSQL_USER']}:{env['MYSQL_PWD']}@{env['MYSQL_HOST']}:{env['MYSQL_PORT']}/"
            f"{env['MYSQL_DB']}" if metadata == "mariadb" else f"sqlite:///{tmp_path / 'data' / 'metadata.db'}")
     engine = sa.create_engine(url)

@@ -2,13 +2,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
 
 from tests.conftest import ROOT
 from tests.scripts.helpers import run_script, script_env, write_image_folder
 from tests.servers import free_port, wait_for_port
+from webserver.services.bulk import find_image_files
 
 
 def counts(data_dir, collection="images"):
@@ -45,28 +45,42 @@ def test_indexes_a_folder_with_captions_and_skips_bad_files(tmp_path, clip_check
     assert counts(tmp_path / "data", "fashion") == (30, 30, 30)
 
 
+# Runs the loader as `python scripts/insert_milvus.py ...` does, except that the process SIGKILLs itself
+# right after its 20th batch is committed: a kill at a known point, not a race against a polling test.
+KILLED_AFTER_20_BATCHES = """
+import os, runpy, signal, sys
+sys.path.insert(0, {scripts!r})
+from webserver.services import bulk
+run = bulk.BulkIngest.run
+
+def run_then_die(self, files, batch_size, on_batch=None):
+    done = []
+    def counted(count, report):
+        on_batch and on_batch(count, report)
+        done.append(count)
+        if len(done) == 20:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return run(self, files, batch_size, on_batch=counted)
+
+bulk.BulkIngest.run = run_then_die
+sys.argv = [{script!r}, {folder!r}, "--batch-size", "2"]
+runpy.run_path({script!r}, run_name="__main__")
+"""
+
+
 def test_a_run_killed_half_way_and_restarted_indexes_everything_once(tmp_path, clip_checkpoint):
     folder, data_dir = tmp_path / "images", tmp_path / "data"
-    total = len(write_image_folder(folder, 600))
+    total = len(write_image_folder(folder, 100))
     env = script_env(data_dir, clip_checkpoint)
-    process = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "insert_milvus.py"), str(folder),
-                                "--batch-size", "2"], env=env, cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    indexed_at_kill = 0
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            with sqlite3.connect(data_dir / "metadata.db", timeout=1) as db:
-                indexed_at_kill = db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
-        except sqlite3.Error:
-            indexed_at_kill = 0
-        if indexed_at_kill >= 40:
-            process.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    process.wait(timeout=30)
-    assert process.returncode == -signal.SIGKILL, "the loader finished before it could be killed"
-    assert 40 <= indexed_at_kill < total
+    wrapper = KILLED_AFTER_20_BATCHES.format(scripts=str(ROOT / "scripts"), folder=str(folder),
+                                             script=str(ROOT / "scripts" / "insert_milvus.py"))
+    killed = subprocess.run([sys.executable, "-c", wrapper], env=env, cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    first_40 = find_image_files(folder)[:40]  # 20 batches of 2, in the loader's order, all committed
+    images_in_them = sum(path.name not in ("broken.png", "empty.jpg") for path in first_40)
+    with sqlite3.connect(data_dir / "metadata.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM images").fetchone()[0] == images_in_them
 
     result = run_script("insert_milvus.py", str(folder), "--batch-size", "16", env=env)
     assert result.returncode == 0, result.stderr

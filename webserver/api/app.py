@@ -9,10 +9,11 @@ from fastapi import FastAPI
 
 from config import Settings
 from webserver.api.errors import install_error_handlers
+from webserver.api.model_work import ModelWork
 from webserver.api.observability import Metrics, install_observability
 from webserver.api.routes import collections, health, images, metrics, page, search, seed
 from webserver.encoders.registry import EncoderSet
-from webserver.errors import DomainError, SchemaVersionError
+from webserver.errors import DomainError, EncoderMismatch, SchemaVersionError
 from webserver.services.container import Services, build_services, default_collections, prepare_stores
 from webserver.version import project_version
 
@@ -26,9 +27,10 @@ def bootstrap(services: Services) -> None:
     try:
         prepare_stores(services, default_collections(services.settings, services.encoders))
         for record in services.collections.mismatched():
-            log.error("collection %r was made by %s, the server runs %s: it is refused until "
-                      "reindexed (scripts/reindex.py)", record.name, record.encoder_id,
-                      services.encoders.describe())
+            try:
+                services.collections.require_servable(record.name)
+            except EncoderMismatch as exc:
+                log.error("refused until reindexed: %s", exc.detail)
     except SchemaVersionError as exc:
         log.error("startup refused: %s", exc.detail)
         raise
@@ -48,8 +50,10 @@ def create_app(settings: Settings, encoders: EncoderSet | None = None) -> FastAP
             services.close()  # release the embedded Milvus file's lock before the process ends
             raise
         app.state.services = services
+        app.state.model_work = ModelWork(settings.MODEL_WORKERS)
         log.info("serving with %s", services.encoders.describe())
         yield
+        app.state.model_work.shutdown()
         services.close()
 
     app = FastAPI(title="Composed image retrieval", version=project_version(), lifespan=lifespan,

@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from webserver.api.model_work import ModelWork
 from webserver.api.observability import Metrics
 from webserver.services.container import Services
 
@@ -21,6 +22,13 @@ def get_metrics(request: Request) -> Metrics:
 
 
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+
+
+def get_model_work(request: Request) -> ModelWork:
+    return request.app.state.model_work
+
+
+ModelWorkDep = Annotated[ModelWork, Depends(get_model_work)]
 
 
 def image_url(image_id: int) -> str:

@@ -13,7 +13,7 @@ from webserver.encoders.registry import EncoderSet
 from webserver.errors import AlreadyExists, EncoderMismatch, InvalidInput, NotFound
 from webserver.stores.files import FileStore
 from webserver.stores.metadata import CollectionRecord, MetadataStore
-from webserver.stores.vectors import VectorStore
+from webserver.stores.vectors import VECTOR_LAYOUT, VectorStore
 
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 METRIC = "COSINE"
@@ -52,7 +52,8 @@ class CollectionService:
         # The record claims the name first: of two concurrent creates the loser stops here, before it
         # touches Milvus (it used to drop the winner's vectors on its way out).
         record = self.metadata.add_collection(name=name, encoder_id=encoder.encoder_id,
-                                              dimension=encoder.dimension, metric=METRIC)
+                                              dimension=encoder.dimension, metric=METRIC,
+                                              vector_layout=VECTOR_LAYOUT)
         try:
             if self.vectors.has_collection(name):
                 # No record named it, so no row owns its vectors (a crash, another database): start clean,
@@ -88,8 +89,14 @@ class CollectionService:
             raise NotFound(f"Collection {name!r} does not exist (GET /collections lists them).")
         return record
 
+    def _serving_encoder(self, record: CollectionRecord) -> Encoder | None:
+        """The loaded encoder that made the vectors, if they are in this release's Milvus layout."""
+        if record.vector_layout != VECTOR_LAYOUT:
+            return None
+        return self.encoders.matching(record.encoder_id, record.dimension)
+
     def status(self, record: CollectionRecord) -> CollectionStatus:
-        encoder = self.encoders.matching(record.encoder_id, record.dimension)
+        encoder = self._serving_encoder(record)
         answers = [mode for mode in QUERY_MODES if encoder and mode in encoder.modes]
         return CollectionStatus(record, kind_of(record.encoder_id), encoder is not None, answers)
 
@@ -98,11 +105,15 @@ class CollectionService:
         return CollectionInfo(self.status(record), self.vectors.count(name), self.metadata.count_images(name))
 
     def is_servable(self, record: CollectionRecord) -> bool:
-        return self.encoders.matching(record.encoder_id, record.dimension) is not None
+        return self._serving_encoder(record) is not None
 
     def require_servable(self, name: str) -> Encoder:
         """The loaded encoder that made the collection's vectors; otherwise a clear refusal."""
         record = self.get_record(name)
+        if record.vector_layout != VECTOR_LAYOUT:
+            raise EncoderMismatch(
+                f"Collection {name!r} holds its vectors in Milvus layout {record.vector_layout}; this release "
+                f"uses layout {VECTOR_LAYOUT}. Rebuild it with `python scripts/reindex.py --collection {name}`.")
         encoder = self.encoders.matching(record.encoder_id, record.dimension)
         if encoder is None:
             raise EncoderMismatch(

@@ -10,6 +10,7 @@ from PIL import Image, UnidentifiedImageError
 from webserver.encoders.base import kind_of
 from webserver.errors import AlreadyExists
 from webserver.services.container import Services
+from webserver.stores.vectors import VECTOR_LAYOUT
 
 BUILD_SUFFIX = "__reindex"
 
@@ -56,5 +57,5 @@ def reindex(services: Services, collection: str, *, batch_size: int = 64,
     services.vectors.flush(building)
     services.vectors.replace_collection(collection, building)
     services.metadata.set_collection_encoder(collection, encoder_id=encoder.encoder_id,
-                                             dimension=encoder.dimension)
+                                             dimension=encoder.dimension, vector_layout=VECTOR_LAYOUT)
     return report

@@ -31,6 +31,8 @@ collections_table = sa.Table(
     sa.Column("dimension", sa.Integer, nullable=False),
     sa.Column("metric", sa.String(16), nullable=False),
     sa.Column("created", sa.DateTime, nullable=False),
+    # The VectorStore layout its Milvus collection was made with (stores/vectors.py VECTOR_LAYOUT).
+    sa.Column("vector_layout", sa.Integer, nullable=False, server_default="1"),
 )
 images_table = sa.Table(
     "images", schema,
@@ -58,6 +60,7 @@ class CollectionRecord:
     dimension: int
     metric: str
     created: datetime
+    vector_layout: int = 1
 
 
 @dataclass(frozen=True)
@@ -119,8 +122,9 @@ class MetadataStore:
         self.engine.dispose()
 
     # -- collections -------------------------------------------------------------------------
-    def add_collection(self, *, name: str, encoder_id: str, dimension: int, metric: str) -> CollectionRecord:
-        record = CollectionRecord(name, encoder_id, dimension, metric, _now())
+    def add_collection(self, *, name: str, encoder_id: str, dimension: int, metric: str,
+                       vector_layout: int = 1) -> CollectionRecord:
+        record = CollectionRecord(name, encoder_id, dimension, metric, _now(), vector_layout)
         with _unavailable_as_domain_error("adding a collection"):
             try:
                 with self.engine.begin() as conn:
@@ -139,10 +143,10 @@ class MetadataStore:
             rows = conn.execute(collections_table.select().order_by(collections_table.c.name)).all()
         return [CollectionRecord(**row._mapping) for row in rows]
 
-    def set_collection_encoder(self, name: str, *, encoder_id: str, dimension: int) -> None:
+    def set_collection_encoder(self, name: str, *, encoder_id: str, dimension: int, vector_layout: int) -> None:
         with _unavailable_as_domain_error("updating a collection"), self.engine.begin() as conn:
             conn.execute(collections_table.update().where(collections_table.c.name == name)
-                         .values(encoder_id=encoder_id, dimension=dimension))
+                         .values(encoder_id=encoder_id, dimension=dimension, vector_layout=vector_layout))
 
     def delete_collection(self, name: str) -> list[tuple[str, str]]:
         """Delete the collection and its rows; returns the (sha256, path) of the deleted images."""

@@ -103,6 +103,11 @@ def _literal(key: str, value: Any) -> str:
     raise InvalidInput(f"filter: value of {key!r} must be a string, number or boolean.")
 
 
+# What create_collection makes: fields id (INT64 primary) / vector (FLOAT_VECTOR) / meta (JSON), COSINE,
+# the index of `index_type`. Bump it with any change there: collections recorded with an older layout are
+# refused until `scripts/reindex.py` rebuilds them (each collection's record carries its layout).
+VECTOR_LAYOUT = 1
+
 # MilvusException codes that mean "cannot serve now" rather than "this request is wrong".
 _UNAVAILABLE_CODES = {2, 8, 9}  # connection failed / not ready, rate limited, writes denied
 _UNAVAILABLE_WORDS = ("unavailable", "deadline", "timeout", "timed out", "connect", "not ready")

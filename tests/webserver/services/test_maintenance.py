@@ -1,9 +1,12 @@
 """reindex builds the new vectors beside the old ones and switches only when done."""
 import pytest
+import sqlalchemy as sa
 
 from tests.images import sample_uploads
+from webserver.errors import EncoderMismatch
 from webserver.services.container import build_services
 from webserver.services.maintenance import reindex
+from webserver.stores.vectors import VECTOR_LAYOUT
 
 
 @pytest.fixture(params=["lite", "server"])
@@ -46,3 +49,14 @@ def test_an_interrupted_reindex_leaves_the_old_vectors_searchable(services, monk
     assert services.vectors.count("images") == 6
     assert reindex(services, "images", batch_size=4).encoded == 6  # the next run starts the build over
     assert services.vectors.count("images") == 6
+
+
+def test_a_collection_of_an_older_vector_layout_is_refused_until_reindexed(services):
+    with services.metadata.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE collections SET vector_layout = 0 WHERE name = 'images'"))
+    with pytest.raises(EncoderMismatch, match="Milvus layout 0.*reindex.py --collection images"):
+        services.collections.require_servable("images")
+    assert [record.name for record in services.collections.mismatched()] == ["images"]
+    reindex(services, "images")
+    services.collections.require_servable("images")
+    assert services.collections.get_record("images").vector_layout == VECTOR_LAYOUT

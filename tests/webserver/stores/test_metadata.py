@@ -28,7 +28,7 @@ def test_collections_round_trip_and_names_are_unique(store):
     assert (record.encoder_id, record.dimension, record.metric) == ("enc/a", 4, "COSINE")
     with pytest.raises(AlreadyExists):
         store.add_collection(name="c1", encoder_id="enc/b", dimension=8, metric="COSINE")
-    store.set_collection_encoder("c1", encoder_id="enc/b", dimension=8)
+    store.set_collection_encoder("c1", encoder_id="enc/b", dimension=8, vector_layout=1)
     assert store.get_collection("c1").encoder_id == "enc/b"
 
 

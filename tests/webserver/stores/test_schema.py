@@ -1,6 +1,4 @@
 """Schema revisions: created, recognised, upgraded (with a copy first) or refused, on SQLite and MariaDB."""
-import shutil
-
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -11,25 +9,6 @@ from webserver.errors import SchemaVersionError
 from webserver.stores import schema
 from webserver.stores.metadata import MetadataStore
 from webserver.stores.metadata import schema as declared
-
-# A second revision, only for these tests: what the next real revision will look like.
-TEST_REVISION = '''
-import sqlalchemy as sa
-from alembic import op
-
-revision = "0002"
-down_revision = "0001"
-branch_labels = None
-depends_on = None
-
-
-def upgrade():
-    op.add_column("collections", sa.Column("note", sa.String(32), nullable=True))
-
-
-def downgrade():
-    op.drop_column("collections", "note")
-'''
 
 
 @pytest.fixture(params=["sqlite", "mariadb"])
@@ -46,22 +25,21 @@ def store(settings):
     store.dispose()
 
 
-@pytest.fixture
-def with_revision_0002(tmp_path, monkeypatch):
-    """The project's migrations plus TEST_REVISION, in a temp copy."""
-    copy = tmp_path / "migrations"
-    shutil.copytree(schema.MIGRATIONS_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    (copy / "versions" / "0002_test_note.py").write_text(TEST_REVISION)
-    monkeypatch.setattr(schema, "MIGRATIONS_DIR", copy)
+def at_revision(store, revision: str) -> None:
+    with store.engine.begin() as conn:
+        schema.command.upgrade(schema.alembic_config(conn), revision)
+
+
+def add_row_at_0001(store) -> None:
+    """A collection as release 0.4.0 wrote it (revision 0001's columns)."""
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO collections (name, encoder_id, dimension, metric, created) "
+                             "VALUES ('c1', 'enc/a', 4, 'COSINE', '2026-11-30 10:00:00')"))
 
 
 def revision_in_table(store) -> str | None:
     with store.engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
-
-
-def add_rows(store) -> None:
-    store.add_collection(name="c1", encoder_id="enc/a", dimension=4, metric="COSINE")
 
 
 def test_an_empty_database_gets_the_layout_the_code_declares(store):
@@ -72,14 +50,15 @@ def test_an_empty_database_gets_the_layout_the_code_declares(store):
     assert revision_in_table(store) == schema.head_revision()
 
 
-def test_a_database_of_release_0_4_0_is_stamped_not_recreated(store):
-    store.create_schema()
-    add_rows(store)
-    with store.engine.begin() as conn:  # as release 0.4.0 left it: the tables, no revision
+def test_a_database_of_release_0_4_0_is_recognised_as_0001_and_upgraded_not_recreated(store, settings):
+    at_revision(store, "0001")
+    add_row_at_0001(store)
+    with store.engine.begin() as conn:  # as release 0.4.0 left it: the tables, no revision recorded
         conn.execute(sa.text("DROP TABLE alembic_version"))
-    report = store.prepare_schema(upgrade=False)
-    assert report.before == schema.UNVERSIONED_REVISION and revision_in_table(store) == "0001"
-    assert store.get_collection("c1").encoder_id == "enc/a"
+    report = store.prepare_schema(upgrade=True, backup_dir=settings.backups_dir)
+    assert (report.before, report.after) == (schema.UNVERSIONED_REVISION, schema.head_revision())
+    record = store.get_collection("c1")
+    assert (record.encoder_id, record.vector_layout) == ("enc/a", 1)
 
 
 def test_tables_of_an_unknown_layout_are_refused(store):
@@ -97,19 +76,16 @@ def test_a_database_newer_than_the_code_is_refused_even_with_upgrades_allowed(st
         store.prepare_schema(upgrade=True)
 
 
-def test_an_older_revision_is_refused_without_permission_and_upgraded_with_it(store, settings,
-                                                                              with_revision_0002):
-    with store.engine.begin() as conn:
-        schema.command.upgrade(schema.alembic_config(conn), "0001")
-    add_rows(store)
+def test_an_older_revision_is_refused_without_permission_and_upgraded_with_it(store, settings):
+    at_revision(store, "0001")
+    add_row_at_0001(store)
     with pytest.raises(SchemaVersionError, match="scripts/migrate.py upgrade"):
         store.prepare_schema(upgrade=False)
     assert revision_in_table(store) == "0001"
 
     report = store.prepare_schema(upgrade=True, backup_dir=settings.backups_dir)
     assert (report.before, report.after) == ("0001", "0002") and revision_in_table(store) == "0002"
-    columns = {c["name"] for c in sa.inspect(store.engine).get_columns("collections")}
-    assert "note" in columns and store.get_collection("c1").encoder_id == "enc/a"
+    assert store.get_collection("c1").vector_layout == 1
     if settings.MYSQL_HOST is None:  # the SQLite file was copied first, at its old revision
         backup = sa.create_engine(f"sqlite:///{report.backup}")
         with backup.connect() as conn:
@@ -121,7 +97,7 @@ def test_an_older_revision_is_refused_without_permission_and_upgraded_with_it(st
 
     schema.downgrade(store.engine, "0001")
     assert revision_in_table(store) == "0001"
-    assert "note" not in {c["name"] for c in sa.inspect(store.engine).get_columns("collections")}
+    assert "vector_layout" not in {c["name"] for c in sa.inspect(store.engine).get_columns("collections")}
 
 
 def test_the_server_refuses_to_start_on_a_newer_database(make_settings):

@@ -4,20 +4,22 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
 
-from webserver.api.deps import ServicesDep
+from webserver.api.deps import ModelWorkDep, ServicesDep
 from webserver.api.errors import error_responses
 from webserver.api.routes.collections import image_public
 from webserver.api.schemas import AddedItem, AddImagesResponse, ImagePublic
 from webserver.api.uploads import uploads_from_form
+from webserver.services.images import AddedImage
 
 router = APIRouter(tags=["images"])
 
 
 @router.post("/collections/{name}/images", response_model=AddImagesResponse, status_code=201,
              summary="Add images (multipart)", responses=error_responses(400, 404, 409, 413, 415, 503))
-def add_images(
+async def add_images(
     name: str,
     services: ServicesDep,
+    work: ModelWorkDep,
     files: Annotated[list[UploadFile], File(description="one or more image files")],
     captions: Annotated[list[str] | None, Form(description="one caption per file, in order")] = None,
     metadata: Annotated[list[str] | None, Form(description="one JSON object per file, in order")] = None,
@@ -25,9 +27,13 @@ def add_images(
     """All files are validated first: one bad file rejects the request and nothing is stored.
     Bytes already in the collection come back with their existing id and `duplicate: true`."""
     settings = services.settings
-    uploads = uploads_from_form(files, captions, metadata, max_bytes=settings.MAX_UPLOAD_BYTES,
-                                max_files=settings.MAX_FILES_PER_REQUEST)
-    added = services.images.add(name, uploads)
+
+    def store() -> list[AddedImage]:
+        uploads = uploads_from_form(files, captions, metadata, max_bytes=settings.MAX_UPLOAD_BYTES,
+                                    max_files=settings.MAX_FILES_PER_REQUEST)
+        return services.images.add(name, uploads)
+
+    added = await work.run(store)
     return AddImagesResponse(items=[AddedItem(**item.__dict__) for item in added])
 
 

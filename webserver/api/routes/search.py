@@ -4,20 +4,21 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
 
-from webserver.api.deps import MetricsDep, ServicesDep, image_url
+from webserver.api.deps import MetricsDep, ModelWorkDep, ServicesDep, image_url
 from webserver.api.errors import error_responses
 from webserver.api.schemas import SearchHitPublic, SearchResponse
 from webserver.api.uploads import optional_upload, parse_json_object
-from webserver.services.search import MAX_OFFSET, MAX_TOP_K, SearchQuery
+from webserver.services.search import MAX_OFFSET, MAX_TOP_K, SearchQuery, SearchResult
 
 router = APIRouter(tags=["search"])
 
 
 @router.post("/search", response_model=SearchResponse, summary="Text, image or composed search",
              responses=error_responses(400, 404, 409, 413, 415, 503))
-def search(
+async def search(
     services: ServicesDep,
     metrics: MetricsDep,
+    work: ModelWorkDep,
     collection: Annotated[str | None, Form(
         description="default: TIRG_TABLE for a composed query (image + text), MILVUS_TABLE otherwise")] = None,
     text: Annotated[str | None, Form(description="text query, or the modification for a composed query")] = None,
@@ -28,13 +29,16 @@ def search(
     filter: Annotated[str | None, Form(
         description='JSON object of metadata equalities, e.g. {"label": "dress"}')] = None,
 ) -> SearchResponse:
-    query = SearchQuery(
-        collection=collection or None, text=text if text and text.strip() else None,
-        image=optional_upload(image, services.settings.MAX_UPLOAD_BYTES),
-        image_id=image_id, top_k=top_k, offset=offset,
-        filter=parse_json_object(filter, "filter"),
-    )
-    result = services.search.search(query)
+    def answer() -> SearchResult:
+        query = SearchQuery(
+            collection=collection or None, text=text if text and text.strip() else None,
+            image=optional_upload(image, services.settings.MAX_UPLOAD_BYTES),
+            image_id=image_id, top_k=top_k, offset=offset,
+            filter=parse_json_object(filter, "filter"),
+        )
+        return services.search.search(query)
+
+    result = await work.run(answer)
     metrics.observe_search(result.mode, result.stage_seconds)
     return SearchResponse(
         mode=result.mode, collection=result.collection, took_ms=round(result.took_ms, 2),

@@ -14,11 +14,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 
-from webserver.api.deps import MetricsDep, ServicesDep
+from webserver.api.deps import MetricsDep, ModelWorkDep, ServicesDep
 from webserver.api.errors import error_responses
 from webserver.api.uploads import optional_upload
 from webserver.services.container import Services
-from webserver.services.search import SearchQuery
+from webserver.services.search import SearchQuery, SearchResult
 
 router = APIRouter(tags=["seed-compatible"])
 
@@ -54,18 +54,22 @@ def get_image(services: ServicesDep, img: Annotated[str, Query(min_length=1, max
 
 @router.post("/getSimilarResult", response_model=list[str], summary="Seed: composed search (image + text)",
              responses=error_responses(400, 404, 409, 413, 415, 503))
-def get_similar_result(
+async def get_similar_result(
     request: Request,
     services: ServicesDep,
     metrics: MetricsDep,
+    work: ModelWorkDep,
     Text: Annotated[str, Query(min_length=1, description="the modification text")],  # noqa: N803 (seed's name)
     Image: Annotated[UploadFile, File(description="the reference image")],  # noqa: N803
     table_name: TableName = None,
 ) -> list[str]:
-    collection = seed_collection(services, table_name)
-    query = SearchQuery(collection=collection, text=Text, top_k=SEED_TOP_K,
-                        image=optional_upload(Image, services.settings.MAX_UPLOAD_BYTES))
-    result = services.search.search(query)
+    def answer() -> tuple[str, SearchResult]:
+        collection = seed_collection(services, table_name)
+        query = SearchQuery(collection=collection, text=Text, top_k=SEED_TOP_K,
+                            image=optional_upload(Image, services.settings.MAX_UPLOAD_BYTES))
+        return collection, services.search.search(query)
+
+    collection, result = await work.run(answer)
     metrics.observe_search(result.mode, result.stage_seconds)
     image_url = request.url_for("seed_get_image")
     return [str(image_url.include_query_params(img=hit.record.filename, table_name=collection))
