@@ -22,4 +22,9 @@ def ingest_with_progress(services: Services, collection: str, root: Path, files:
             bar.update(done)
             bar.set_postfix(added=report.added, skipped=report.already_indexed, failed=len(report.failed))
 
-        return ingest.run(files, batch_size, on_batch=progress)
+        report = ingest.run(files, batch_size, on_batch=progress)
+    seconds = report.seconds
+    print(f"stages: read + decode + preprocess {seconds['read']:.1f} s in {ingest.read_workers} reader threads "
+          f"(the encoder waited {seconds['waiting_for_read']:.1f} s for them), encode {seconds['encode']:.1f} s, "
+          f"write {seconds['write']:.1f} s", flush=True)
+    return report

@@ -110,6 +110,8 @@ def train(args, model, tokenizer, dataset, normalize) -> tuple[int, list[float]]
 
 @torch.inference_mode()
 def text_to_image_recall(args, model, tokenizer, dataset, normalize) -> dict[str, float]:
+    from tirg.evaluate import recall_at_k
+
     model.eval()
     with autocast(args):
         images = torch.cat([model.encode_image(normalize(dataset.images[i:i + 512]))
@@ -117,14 +119,9 @@ def text_to_image_recall(args, model, tokenizer, dataset, normalize) -> dict[str
         tokens = tokenizer([str(c) for c in dataset.captions])
         texts = torch.cat([model.encode_text(tokens[i:i + 512]) for i in range(0, len(tokens), 512)])
     images, texts = F.normalize(images.float(), dim=1), F.normalize(texts.float(), dim=1)
-    labels = torch.as_tensor(dataset.labels)
-    hits = {k: 0 for k in RECALL_AT}
-    for start in range(0, len(texts), 1024):
-        ranked = labels[(texts[start:start + 1024] @ images.t()).topk(max(RECALL_AT), dim=1).indices]
-        match = ranked == labels[start:start + 1024, None]
-        for k in RECALL_AT:
-            hits[k] += int(match[:, :k].any(dim=1).sum())
-    return {f"R@{k}": round(100.0 * hits[k] / len(texts), 2) for k in RECALL_AT}
+    labels = np.asarray(dataset.labels)
+    recall = recall_at_k(texts, images, None, labels, labels, ks=RECALL_AT)  # a hit: the same scene
+    return {key: round(value, 2) for key, value in recall.items()}
 
 
 def save_fp16(model, path: Path) -> None:

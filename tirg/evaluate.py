@@ -33,17 +33,20 @@ def query_features(model: ComposeModel, dataset: CSSDataset, queries: Sequence[Q
     return F.normalize(torch.cat(parts).float(), dim=1)
 
 
-def recall_at_k(queries_feat: torch.Tensor, gallery_feat: torch.Tensor, sources: np.ndarray,
+def recall_at_k(queries_feat: torch.Tensor, gallery_feat: torch.Tensor, sources: np.ndarray | None,
                 target_labels: np.ndarray, gallery_labels: np.ndarray,
                 ks: Sequence[int] = RECALL_AT, chunk: int = 1024) -> dict[str, float]:
-    """Recall@K in percent."""
+    """Recall@K in percent: a hit is a gallery item with the query's target label in the top K.
+    `sources` (the gallery index of each query's own image) are left out of its ranking, as the paper's
+    protocol does; None for queries that are not gallery items (text -> image)."""
     top = max(ks)
     hits = {k: 0 for k in ks}
     labels = torch.as_tensor(gallery_labels)
     for start in range(0, len(queries_feat), chunk):
         sims = queries_feat[start:start + chunk] @ gallery_feat.t()
-        rows = torch.arange(len(sims))
-        sims[rows, torch.as_tensor(sources[start:start + chunk])] = -float("inf")
+        if sources is not None:
+            rows = torch.arange(len(sims))
+            sims[rows, torch.as_tensor(sources[start:start + chunk])] = -float("inf")
         ranked = labels[sims.topk(min(top, sims.shape[1]), dim=1).indices]
         match = ranked == torch.as_tensor(target_labels[start:start + chunk])[:, None]
         for k in ks:

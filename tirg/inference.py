@@ -46,12 +46,20 @@ class TirgComposer:
     def dimension(self) -> int:
         return self.config.embed_dim
 
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """The model's input tensor, on the CPU: no model involved, so other threads may prepare it."""
+        return torch.stack([self.transform(image.convert("RGB")) for image in images])
+
     def _pixels(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        return torch.stack([self.transform(image.convert("RGB")) for image in images]).to(self.model.device)
+        return self.preprocess(images).to(self.model.device)
 
     def encode_image(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return self.encode_pixels(self.preprocess(images))
+
+    def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
+        """Gallery vectors of a batch that `preprocess` made."""
         with self._inference():
-            return _unit(self.model.target_features(self._pixels(images)))
+            return _unit(self.model.target_features(pixels.to(self.model.device)))
 
     def compose(self, images: Sequence[Image.Image], texts: Sequence[str]) -> np.ndarray:
         if len(images) != len(texts):

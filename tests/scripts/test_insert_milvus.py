@@ -34,6 +34,7 @@ def test_indexes_a_folder_with_captions_and_skips_bad_files(tmp_path, clip_check
                         "--captions", str(captions), env=env)
     assert result.returncode == 0, result.stderr
     assert "added 30" in result.stdout and "failed 2" in result.stdout
+    assert "stages: read + decode + preprocess" in result.stdout and ", encode " in result.stdout
     assert "broken.png" in result.stderr and "empty.jpg" in result.stderr
     assert counts(tmp_path / "data", "fashion") == (30, 30, 30)
     with sqlite3.connect(tmp_path / "data" / "metadata.db") as db:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -35,6 +35,14 @@ class Encoder(Protocol):
     precision: PrecisionChoice  # what it computes in, and on which hardware (tirg.hardware decides)
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
+
+    def preprocess_images(self, images: Sequence[Image.Image]) -> Any:
+        """The model's input for these images, made without the model (reader threads may call it)."""
+        ...
+
+    def encode_pixels(self, pixels: Any) -> np.ndarray:
+        """Vectors of what `preprocess_images` made: `encode_images` in two steps."""
+        ...
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Text queries; raises InvalidInput where "text" is not in `modes`."""

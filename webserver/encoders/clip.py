@@ -85,7 +85,16 @@ class ClipEncoder:
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         batches = [images[i:i + self.batch_size] for i in range(0, len(images), self.batch_size)]
-        parts = [self._encode_image_batch(batch) for batch in batches]
+        parts = [self.encode_pixels(self.preprocess_images(batch)) for batch in batches]
+        return np.concatenate(parts) if parts else np.zeros((0, self.dimension), np.float32)
+
+    def preprocess_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """The model's input tensor: CPU work with no model, safe to run in reader threads."""
+        return torch.stack([self.preprocess(image.convert("RGB")) for image in images])
+
+    def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
+        parts = [self._encode_pixel_batch(pixels[i:i + self.batch_size])
+                 for i in range(0, len(pixels), self.batch_size)]
         return np.concatenate(parts) if parts else np.zeros((0, self.dimension), np.float32)
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -96,8 +105,7 @@ class ClipEncoder:
     def compose(self, images: Sequence[Image.Image], texts: Sequence[str]) -> np.ndarray:
         raise unanswered(self, "composed")
 
-    def _encode_image_batch(self, images: Sequence[Image.Image]) -> np.ndarray:
-        pixels = torch.stack([self.preprocess(image.convert("RGB")) for image in images])
+    def _encode_pixel_batch(self, pixels: torch.Tensor) -> np.ndarray:
         with self._lock, torch.inference_mode():
             features = self.model.encode_image(pixels.to(self.device, self.dtype), normalize=True)
         return _to_unit_numpy(features)

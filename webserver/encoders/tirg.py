@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from webserver.encoders.base import TIRG, choose_precision, pick_device, unanswered
@@ -42,10 +43,18 @@ class TirgEncoder:
         self._lock = threading.Lock()  # one forward pass at a time; torch already uses every core
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        batches = [images[i:i + self.batch_size] for i in range(0, len(images), self.batch_size)]
+        parts = [self.encode_pixels(self.preprocess_images(batch)) for batch in batches]
+        return np.concatenate(parts) if parts else np.zeros((0, self.dimension), np.float32)
+
+    def preprocess_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        return self.composer.preprocess(images)
+
+    def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         parts = []
-        for start in range(0, len(images), self.batch_size):
+        for start in range(0, len(pixels), self.batch_size):
             with self._lock:
-                parts.append(self.composer.encode_image(images[start:start + self.batch_size]))
+                parts.append(self.composer.encode_pixels(pixels[start:start + self.batch_size]))
         return np.concatenate(parts) if parts else np.zeros((0, self.dimension), np.float32)
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:

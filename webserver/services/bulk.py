@@ -11,14 +11,17 @@ after checking on a sample that they are what the collection's model makes.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -112,11 +115,17 @@ class PrecomputedVectors:
         return lowest
 
 
+STAGES = ("read", "waiting_for_read", "encode", "write")
+
+
 @dataclass
 class BulkReport:
     added: int = 0
     already_indexed: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    # Seconds per stage: read (reader threads: read, hash, decode, preprocess), waiting_for_read (the
+    # writer idle, so the reader was the bottleneck), encode, write (files, SQL, Milvus).
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
 
 @dataclass(frozen=True)
@@ -124,9 +133,15 @@ class _ReadBatch:
     prepared: list[PreparedImage]
     already_indexed: int
     failed: list[tuple[str, str]]
+    seconds: float
+    pixels: Any = None  # the encoder's input for the prepared images without a vector, in order
 
 
 class BulkIngest:
+    """Reader -> encoder -> writer (clip-retrieval's `clip_inference` shape): reader threads read, hash,
+    decode and preprocess the next batch while this thread encodes the current one and writes it; each
+    stage is timed in the report."""
+
     def __init__(self, *, images: ImageService, metadata: MetadataStore, collection: str, root: Path,
                  captions: dict[str, str] | None = None, read_workers: int = 2,
                  precomputed: PrecomputedVectors | None = None):
@@ -142,14 +157,20 @@ class BulkIngest:
             on_batch: Callable[[int, BulkReport], None] | None = None) -> BulkReport:
         """`on_batch(files_done, report)` is called after each batch (progress bars, logs)."""
         report = BulkReport()
+        encoder = self.images.collections.require_servable(self.collection)
         batches = [files[i:i + batch_size] for i in range(0, len(files), batch_size)]
         with ThreadPoolExecutor(max_workers=self.read_workers) as pool:
-            for batch, read in zip(batches, self._read_ahead(pool, batches), strict=True):
-                result = read.result()
+            for batch, read in zip(batches, self._read_ahead(pool, batches, encoder), strict=True):
+                with _timed(report, "waiting_for_read"):
+                    result = read.result()
+                report.seconds["read"] += result.seconds
                 report.already_indexed += result.already_indexed
                 report.failed.extend(result.failed)
                 if result.prepared:
-                    added = self.images.add_prepared(self.collection, result.prepared)
+                    with _timed(report, "encode"):
+                        encoded = _with_vectors(encoder, result)
+                    with _timed(report, "write"):
+                        added = self.images.add_prepared(self.collection, encoded)
                     report.added += sum(not item.duplicate for item in added)
                     report.already_indexed += sum(item.duplicate for item in added)
                 if on_batch:
@@ -158,16 +179,18 @@ class BulkIngest:
             self.images.vectors.flush(self.collection)
         return report
 
-    def _read_ahead(self, pool: ThreadPoolExecutor, batches: Iterable[Sequence[Path]]) -> Iterator[Future]:
+    def _read_ahead(self, pool: ThreadPoolExecutor, batches: Iterable[Sequence[Path]],
+                    encoder: Encoder) -> Iterator[Future]:
         """Keep one batch being read while the caller encodes and writes the previous one."""
         pending: list[Future] = []
         for batch in batches:
-            pending.append(pool.submit(self._read_batch, batch))
+            pending.append(pool.submit(self._read_batch, batch, encoder))
             if len(pending) > 1:
                 yield pending.pop(0)
         yield from pending
 
-    def _read_batch(self, paths: Sequence[Path]) -> _ReadBatch:
+    def _read_batch(self, paths: Sequence[Path], encoder: Encoder) -> _ReadBatch:
+        started = time.perf_counter()
         raw, failed = [], []
         for path in paths:
             try:
@@ -184,7 +207,10 @@ class BulkIngest:
                 prepared.append(self._prepare(path, data))
             except DomainError as exc:
                 failed.append((str(path), exc.detail))
-        return _ReadBatch(prepared, sum(sha in indexed for _, _, sha in raw), failed)
+        to_encode = [img.decoded.image for img in prepared if img.vector is None]
+        pixels = encoder.preprocess_images(to_encode) if to_encode else None
+        return _ReadBatch(prepared, sum(sha in indexed for _, _, sha in raw), failed,
+                          time.perf_counter() - started, pixels)
 
     def _prepare(self, path: Path, data: bytes) -> PreparedImage:
         upload = upload_for(path, data, self.root, self.captions)
@@ -193,3 +219,22 @@ class BulkIngest:
         row = self.precomputed.row_for(path)
         prepared = self.images.prepare(dataclasses.replace(upload, meta={**upload.meta, "index": row}))
         return dataclasses.replace(prepared, vector=self.precomputed.vector(row))
+
+
+@contextlib.contextmanager
+def _timed(report: BulkReport, stage: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        report.seconds[stage] += time.perf_counter() - started
+
+
+def _with_vectors(encoder: Encoder, batch: _ReadBatch) -> list[PreparedImage]:
+    """The encoder stage: a vector for every image that has none yet (precomputed ones are kept), from
+    the tensors the reader already made."""
+    if batch.pixels is None:
+        return list(batch.prepared)
+    vectors = iter(encoder.encode_pixels(batch.pixels))
+    return [img if img.vector is not None else dataclasses.replace(img, vector=next(vectors))
+            for img in batch.prepared]
