@@ -213,23 +213,37 @@ class MetadataStore:
             return int(conn.execute(query).scalar_one())
 
     @contextlib.contextmanager
-    def insert_images(self, collection: str, images: Sequence[NewImage]) -> Iterator[list[int]]:
+    def insert_images(self, collection: str, images: Sequence[NewImage], *,
+                      ids: Sequence[int | None] | None = None,
+                      created: Sequence[datetime | None] | None = None) -> Iterator[list[int]]:
         """Insert rows in an open transaction and yield their ids; commit only if the block succeeds.
 
         The caller writes the vectors inside the block, so a failed vector write leaves no row.
         Raises AlreadyExists when a digest is already present (a concurrent insert of the same bytes).
+        `ids` / `created` (an import) keep given values; a None id is allocated as usual.
         """
         with _unavailable_as_domain_error("inserting images"):
             try:
                 with self.engine.begin() as conn:
-                    yield [self._insert_one(conn, collection, image) for image in images]
+                    yield [self._insert_one(conn, collection, image, ids[i] if ids else None,
+                                            created[i] if created else None) for i, image in enumerate(images)]
             except IntegrityError as exc:
                 raise AlreadyExists("An image with the same bytes was inserted concurrently.") from exc
 
+    def taken_ids(self, ids: Sequence[int]) -> set[int]:
+        """Which of these ids any collection's rows already use (ids are global: they key Milvus too)."""
+        if not ids:
+            return set()
+        query = sa.select(images_table.c.id).where(images_table.c.id.in_([int(i) for i in ids]))
+        with _unavailable_as_domain_error("checking ids"), self.engine.connect() as conn:
+            return {int(row[0]) for row in conn.execute(query).all()}
+
     @staticmethod
-    def _insert_one(conn: Connection, collection: str, image: NewImage) -> int:
-        result = conn.execute(images_table.insert().values(collection=collection, created=_now(),
-                                                           **image.__dict__))
+    def _insert_one(conn: Connection, collection: str, image: NewImage, image_id: int | None = None,
+                    created: datetime | None = None) -> int:
+        extra = {"id": image_id} if image_id is not None else {}
+        result = conn.execute(images_table.insert().values(collection=collection, created=created or _now(),
+                                                           **extra, **image.__dict__))
         key = result.inserted_primary_key
         assert key is not None, "an INSERT of one row reports its key"
         return int(key[0])
