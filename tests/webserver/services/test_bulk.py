@@ -1,20 +1,9 @@
 """The bulk loader's stages: reader threads decode and preprocess, this thread encodes, then writes."""
 import numpy as np
-import pytest
 from PIL import Image
 
 from tests.images import sample_images
 from webserver.services.bulk import STAGES, BulkIngest, find_image_files
-from webserver.services.container import build_services
-
-
-@pytest.fixture
-def services(make_settings, encoders):
-    services = build_services(make_settings(), encoders)
-    services.metadata.create_schema()
-    services.collections.ensure("images")
-    yield services
-    services.close()
 
 
 def test_each_stage_is_timed_and_the_vectors_are_those_of_a_direct_encode(services, tmp_path):

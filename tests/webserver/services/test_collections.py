@@ -4,15 +4,6 @@ import pytest
 
 from tests.images import sample_uploads as uploads
 from webserver.errors import AlreadyExists, StoreUnavailable
-from webserver.services.container import build_services
-
-
-@pytest.fixture
-def services(make_settings, encoders):
-    services = build_services(make_settings(), encoders)
-    services.metadata.create_schema()
-    yield services
-    services.close()
 
 
 def test_the_loser_of_two_concurrent_creates_leaves_the_winners_vectors(services, monkeypatch):

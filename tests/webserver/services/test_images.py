@@ -6,19 +6,9 @@ import pytest
 from tests.images import sample_uploads
 from tests.servers import free_port
 from webserver.errors import AlreadyExists, EncoderMismatch, StoreUnavailable
-from webserver.services.container import build_services
 from webserver.services.images import ImageService, Upload
 from webserver.stores.metadata import MetadataStore
 from webserver.stores.vectors import VectorStore
-
-
-@pytest.fixture
-def services(make_settings, encoders):
-    services = build_services(make_settings(), encoders)
-    services.metadata.create_schema()
-    services.collections.ensure("images")
-    yield services
-    services.close()
 
 
 def uploads(count: int) -> list[Upload]:
