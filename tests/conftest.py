@@ -121,6 +121,29 @@ def make_settings(tmp_path, clip_checkpoint, tirg_checkpoint, request):
     return make
 
 
+@pytest.fixture(scope="module")
+def make_module_client(tmp_path_factory, clip_checkpoint, tirg_checkpoint, encoders):
+    """Apps on embedded stores that live for a whole test module: for tests whose requests the server
+    refuses or only reads (starting an app costs ~1 s, most of it the embedded Milvus Lite)."""
+    from fastapi.testclient import TestClient
+
+    from webserver.api.app import create_app
+
+    clients = []
+
+    def make():
+        settings = Settings(_env_file=None, DATA_DIR=tmp_path_factory.mktemp("module-app") / "data", DEVICE="cpu",
+                            CLIP_MODEL=TINY_MODEL, CLIP_PRETRAINED=str(clip_checkpoint), MILVUS_TABLE="images",
+                            TIRG_CHECKPOINT=tirg_checkpoint)
+        clients.append(client := TestClient(create_app(settings, encoders)))
+        client.__enter__()
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
 @pytest.fixture
 def make_client(make_settings, encoders):
     from fastapi.testclient import TestClient

@@ -17,13 +17,28 @@ def png(width: int, height: int) -> bytes:
 GOOD = sample_pngs(1)[0][0]
 
 
+@pytest.fixture(scope="module")
+def refusing(make_module_client):
+    """Shared by the tests below whose every request is refused: each also checks nothing was stored."""
+    return make_module_client()
+
+
+@pytest.fixture(scope="module")
+def searchable(make_module_client):
+    """A second shared app, with two images to search (a refused search changes nothing)."""
+    client = make_module_client()
+    upload(client, "images", 2)
+    return client
+
+
 @pytest.mark.parametrize("name, data, status, words", [
     ("notes.txt", b"hello, not an image", 415, "not an image"),
     ("cut.png", GOOD[: len(GOOD) // 2], 400, "truncated"),
     ("empty.png", b"", 400, "empty"),
     ("huge.png", png(8000, 6000), 413, "pixel"),
 ])
-def test_bad_files_are_refused_and_nothing_is_stored(client, name, data, status, words):
+def test_bad_files_are_refused_and_nothing_is_stored(refusing, name, data, status, words):
+    client = refusing
     files = [("files", ("ok.png", GOOD, "image/png")), ("files", (name, data, "image/png"))]
     response = client.post("/collections/images/images", files=files)
     assert response.status_code == status, response.text
@@ -42,12 +57,14 @@ def test_an_upload_over_the_byte_limit_is_413(make_client):
     ({"metadata": ["[1, 2]"]}, 400),
     ({"captions": ["one", "two"]}, 400),
 ])
-def test_bad_form_fields_are_400(client, data, status):
+def test_bad_form_fields_are_400(refusing, data, status):
+    client = refusing
     response = client.post("/collections/images/images", files=[("files", ("a.png", GOOD, "image/png"))], data=data)
     assert response.status_code == status and response.json()["detail"]
 
 
-def test_unknown_collection_and_image_are_404(client):
+def test_unknown_collection_and_image_are_404(refusing):
+    client = refusing
     assert client.get("/collections/nope").status_code == 404
     assert client.post("/collections/nope/images", files=[("files", ("a.png", GOOD, "image/png"))]).status_code == 404
     assert client.post("/search", data={"collection": "nope", "text": "x"}).status_code == 404
@@ -57,11 +74,13 @@ def test_unknown_collection_and_image_are_404(client):
 
 
 @pytest.mark.parametrize("name", ["", "1abc", "a-b", "x" * 65, "../etc", "a b"])
-def test_bad_collection_names_are_4xx(client, name):
+def test_bad_collection_names_are_4xx(refusing, name):
+    client = refusing
     assert client.post("/collections", json={"name": name}).status_code in (400, 422)
 
 
-def test_creating_a_collection_twice_is_409(client):
+def test_creating_a_collection_twice_is_409(refusing):
+    client = refusing
     assert client.post("/collections", json={"name": "images"}).status_code == 409
 
 
@@ -72,8 +91,8 @@ def test_creating_a_collection_twice_is_409(client):
     ({"text": "x", "filter": '{"a b": 1}'}, 400), ({"text": "x", "filter": '{"k": [1, 2]}'}, 400),
     ({}, 400), ({"text": "   "}, 400),
 ])
-def test_bad_search_parameters_are_4xx(client, fields, status):
-    upload(client, "images", 2)
+def test_bad_search_parameters_are_4xx(searchable, fields, status):
+    client = searchable
     response = client.post("/search", data=fields)
     assert response.status_code == status, response.text
     assert response.json()["detail"]
