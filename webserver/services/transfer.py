@@ -15,6 +15,7 @@ duplicates), and ends by checking counts.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -35,7 +36,6 @@ from webserver.stores.metadata import ImageRecord, NewImage
 from webserver.version import project_version
 
 FORMAT = "composed-retrieval-export/1"
-COLUMNS = ("id", "sha256", "image_path", "filename", "caption", "metadata", "width", "height", "created")
 _SHARD = re.compile(r"img_emb_(\d+)\.npy$")
 
 
@@ -248,7 +248,7 @@ def _stored_image(services: Services, root: Path, row: dict, data: bytes | None,
     data = data if data is not None else _read(root, row)
     if hashlib.sha256(data).hexdigest() != digest:
         raise InvalidInput(f"{row['image_path']}: its bytes do not match the sha256 of its row.")
-    with Image.open(_source(root, row)) as image:  # the header only: sizes and format, no decode
+    with Image.open(io.BytesIO(data)) as image:  # the header only: sizes and format, no decode
         width, height, image_format = image.width, image.height, image.format or "bin"
     meta = json.loads(row["metadata"]) if isinstance(row.get("metadata"), str) else (row.get("metadata") or {})
     return NewImage(sha256=digest, path=services.files.put(data, digest, image_format),
