@@ -174,7 +174,7 @@ SLOW_FILES = {
     "tests/scripts/test_demo.py", "tests/scripts/test_insert_milvus.py", "tests/scripts/test_insert_precomputed.py",
     "tests/scripts/test_reindex.py", "tests/scripts/test_ship_tirg.py", "tests/scripts/test_train_demo_clip.py",
     "tests/scripts/test_probe_css_leak.py", "tests/scripts/test_transfer_scripts.py",
-    "tests/tirg/test_train.py", "tests/test_upgrade_from_release.py",
+    "tests/tirg/test_train.py", "tests/test_upgrade_from_release.py", "tests/test_fault_injection.py",
 }
 
 

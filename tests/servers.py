@@ -101,8 +101,9 @@ class MilvusServer:
 
 def start_milvus_server(data_dir: Path, venv_bin: Path) -> MilvusServer:
     port = free_port()
+    log = (data_dir.parent / f"{data_dir.name}.log").open("wb")  # kept beside the data for a failed test
     process = subprocess.Popen(
         [str(venv_bin / "milvus-lite"), "server", "--data-dir", str(data_dir), "--host", "127.0.0.1",
-         "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+         "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
     wait_for_port(port, 60)
     return MilvusServer(port, process)

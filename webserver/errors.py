@@ -19,6 +19,11 @@ class AlreadyExists(DomainError):
     pass
 
 
+class Contention(DomainError):
+    """Concurrent writes kept waiting on each other (a deadlock, a lock held too long); sending the request
+    again succeeds. Services retry a few times before they let it reach the client."""
+
+
 class InvalidInput(DomainError):
     pass
 

@@ -16,6 +16,7 @@ STATUS_BY_ERROR: dict[type[errors.DomainError], int] = {
     errors.NotFound: 404,
     errors.AlreadyExists: 409,
     errors.EncoderMismatch: 409,
+    errors.Contention: 409,
     errors.PayloadTooLarge: 413,
     errors.UnsupportedMedia: 415,
     errors.StoreUnavailable: 503,

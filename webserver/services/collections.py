@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from webserver.encoders.base import CLIP, Encoder, kind_of
 from webserver.encoders.registry import EncoderSet
 from webserver.errors import AlreadyExists, EncoderMismatch, InvalidInput, NotFound
+from webserver.services.retry import retry_contention
 from webserver.stores.files import FileStore
 from webserver.stores.metadata import CollectionRecord, MetadataStore
 from webserver.stores.vectors import VECTOR_LAYOUT, VectorStore
@@ -61,7 +62,8 @@ class CollectionService:
                 self.vectors.drop_collection(name)
             self.vectors.create_collection(name, encoder.dimension)
         except Exception:
-            self.metadata.delete_collection(name)
+            with self.metadata.delete_collection(name):
+                pass
             raise
         return record
 
@@ -126,12 +128,14 @@ class CollectionService:
         return [record for record in self.list_all() if not self.is_servable(record)]
 
     def delete(self, name: str) -> None:
-        """Rows first (the source of truth), then vectors, then files no other row uses: a failure part
-        way leaves at most vectors or files that nothing refers to, never rows without vectors."""
+        """Rows first (the source of truth), with the files no other collection uses removed before their
+        commit, then the vectors: a failure part way leaves at most vectors nothing refers to (fsck)."""
         if self.metadata.get_collection(name) is None:
             raise NotFound(f"Collection {name!r} does not exist (GET /collections lists them).")
-        stored = self.metadata.delete_collection(name)
+        def delete_rows_and_files() -> None:
+            with self.metadata.delete_collection(name) as released:
+                for path in released:
+                    self.files.remove(path)
+
+        retry_contention(delete_rows_and_files)
         self.vectors.drop_collection(name)
-        for sha256, path in stored:
-            if self.metadata.count_sha256_references(sha256) == 0:
-                self.files.remove(path)

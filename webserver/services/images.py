@@ -1,8 +1,9 @@
 """Adding, reading and deleting images, keeping the metadata rows, files and Milvus vectors consistent.
 
-Order of a write: files (content-addressed, idempotent) -> metadata rows in an open transaction ->
-Milvus insert -> commit. A failed Milvus insert rolls the rows back; a failed commit deletes the
-vectors again. So neither store is left with an entry the other lacks.
+Order of a write: ids reserved (committed, never handed out again) -> metadata rows and file references
+in an open transaction -> files (content-addressed, idempotent) -> Milvus upsert -> commit. A failed
+Milvus write rolls the rows back; a failed commit deletes the vectors again. A killed process leaves at
+most files and vectors no row refers to: `scripts/fsck.py --repair` removes them.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from webserver.encoders.base import Encoder
 from webserver.errors import AlreadyExists, InvalidInput, NotFound
 from webserver.services.collections import CollectionService
 from webserver.services.imaging import DecodedImage, decode_image
+from webserver.services.retry import retry_contention
 from webserver.stores.files import FileStore
 from webserver.stores.metadata import ImageRecord, MetadataStore, NewImage
 from webserver.stores.vectors import VectorStore
@@ -107,21 +109,30 @@ class ImageService:
         return results
 
     def _write(self, collection: str, encoder: Encoder, images: Sequence[PreparedImage]) -> dict[str, int]:
+        """Rows (with their file references) -> files -> vectors -> commit. A process killed part way
+        leaves at most files and vectors no row refers to, which fsck removes; never a row without both."""
         vectors = _vectors_for(encoder, images)
         rows = [NewImage(sha256=img.decoded.sha256,
-                         path=self.files.put(img.decoded.data, img.decoded.sha256, img.decoded.format),
+                         path=self.files.relative_path(img.decoded.sha256, img.decoded.format),
                          filename=img.filename, caption=img.caption, meta=img.meta,
                          width=img.decoded.width, height=img.decoded.height) for img in images]
+        ids = retry_contention(lambda: self._store(collection, images, rows, vectors))
+        return {img.decoded.sha256: image_id for img, image_id in zip(images, ids, strict=True)}
+
+    def _store(self, collection: str, images: Sequence[PreparedImage], rows: Sequence[NewImage],
+               vectors: np.ndarray) -> list[int]:
         written_ids: list[int] = []
         try:
             with self.metadata.insert_images(collection, rows) as ids:
+                for img, row in zip(images, rows, strict=True):
+                    self.files.write(row.path, img.decoded.data)
                 self.vectors.upsert(collection, ids, vectors, [img.meta for img in images])
                 written_ids = ids
         except Exception:
             if written_ids:  # the commit failed after the vectors landed
                 self.vectors.delete(collection, written_ids)
             raise
-        return {img.decoded.sha256: image_id for img, image_id in zip(images, written_ids, strict=True)}
+        return written_ids
 
     def get(self, image_id: int) -> ImageRecord:
         record = self.metadata.get_images([image_id]).get(image_id)
@@ -149,10 +160,14 @@ class ImageService:
 
     def delete(self, image_id: int) -> None:
         record = self.get(image_id)
-        with self.metadata.delete_images([image_id]):
-            self.vectors.delete(record.collection, [image_id])
-        if self.metadata.count_sha256_references(record.sha256) == 0:
-            self.files.remove(record.path)
+
+        def delete_everywhere() -> None:
+            with self.metadata.delete_images(record.collection, [image_id]) as released:
+                self.vectors.delete(record.collection, [image_id])
+                for path in released:  # while the transaction holds the file's reference lock
+                    self.files.remove(path)
+
+        retry_contention(delete_everywhere)
 
 
 def _vectors_for(encoder: Encoder, images: Sequence[PreparedImage]) -> np.ndarray:

@@ -99,7 +99,7 @@ class SearchService:
             hits = self.vectors.search(collection, vector, limit=query.top_k, offset=query.offset,
                                        expression=expression)
         with stages("metadata_fetch"):
-            records = self.metadata.get_images([hit.id for hit in hits])
+            records = self.metadata.get_images([hit.id for hit in hits], collection=collection)
         found = [SearchHit(records[hit.id], hit.score) for hit in hits if hit.id in records]
         took_ms = (time.perf_counter() - started) * 1000
         return SearchResult(mode, collection, took_ms, found, stages.seconds)
@@ -133,8 +133,8 @@ class SearchService:
         return self.images.prepare(query.image).decoded.image
 
     def _indexed_record(self, collection: str, image_id: int) -> ImageRecord:
-        record = self.metadata.get_images([image_id]).get(image_id)
-        if record is None or record.collection != collection:
+        record = self.metadata.get_images([image_id], collection=collection).get(image_id)
+        if record is None:
             raise NotFound(f"Image {image_id} is not in collection {collection!r}.")
         return record
 

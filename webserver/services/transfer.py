@@ -219,15 +219,14 @@ def _import_batch(services: Services, dump: Dump, name: str, rows: list[dict], v
     report.already_present += len(rows) - len(fresh)
     if not fresh:
         return
-    wanted_by_row = {i: int(rows[i]["id"]) if rows[i].get("id") is not None else None for i in fresh}
-    taken = services.metadata.taken_ids([i for i in wanted_by_row.values() if i is not None])
-    # Rows keeping their id go in first, so the ids allocated after them cannot collide with theirs.
-    fresh.sort(key=lambda i: wanted_by_row[i] is None or wanted_by_row[i] in taken)
-    wanted = [wanted_by_row[i] for i in fresh]
-    ids = [i if i is not None and i not in taken else None for i in wanted]
-    images = [_stored_image(services, dump.root, rows[i], data[i], digests[i]) for i in fresh]
+    wanted = [int(rows[i]["id"]) if rows[i].get("id") is not None else None for i in fresh]
+    contents = [data[i] or _read(dump.root, rows[i]) for i in fresh]
+    images = [_image_row(services, rows[i], raw, digests[i]) for i, raw in zip(fresh, contents, strict=True)]
     created = [_created(rows[i].get("created")) for i in fresh]
-    with services.metadata.insert_images(name, images, ids=ids, created=created) as stored_ids:
+    # An id is kept where the target never handed it out (metadata.reserve_ids), else mapped.
+    with services.metadata.insert_images(name, images, ids=wanted, created=created) as stored_ids:
+        for image, raw in zip(images, contents, strict=True):
+            services.files.write(image.path, raw)
         services.vectors.upsert(name, stored_ids, vectors[fresh], [image.meta for image in images])
     report.added += len(fresh)
     report.remapped.update({old: new for old, new in zip(wanted, stored_ids, strict=True)
@@ -243,15 +242,14 @@ def _read(root: Path, row: dict) -> bytes:
     return _source(root, row).read_bytes()
 
 
-def _stored_image(services: Services, root: Path, row: dict, data: bytes | None, digest: str) -> NewImage:
-    """The row as a metadata record, its file stored (content-addressed) in this server's file store."""
-    data = data if data is not None else _read(root, row)
+def _image_row(services: Services, row: dict, data: bytes, digest: str) -> NewImage:
+    """The dump's row as a metadata record of this server (its file path in this server's file store)."""
     if hashlib.sha256(data).hexdigest() != digest:
         raise InvalidInput(f"{row['image_path']}: its bytes do not match the sha256 of its row.")
     with Image.open(io.BytesIO(data)) as image:  # the header only: sizes and format, no decode
         width, height, image_format = image.width, image.height, image.format or "bin"
     meta = json.loads(row["metadata"]) if isinstance(row.get("metadata"), str) else (row.get("metadata") or {})
-    return NewImage(sha256=digest, path=services.files.put(data, digest, image_format),
+    return NewImage(sha256=digest, path=services.files.relative_path(digest, image_format),
                     filename=row.get("filename") or Path(row["image_path"]).name, caption=row.get("caption"),
                     meta=meta, width=int(row.get("width") or width), height=int(row.get("height") or height))
 

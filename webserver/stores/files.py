@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif"}
@@ -32,6 +33,11 @@ class FileStore:
     def put(self, data: bytes, sha256: str, image_format: str) -> str:
         """Write once (atomically, via rename); the same bytes always land at the same path."""
         relative = self.relative_path(sha256, image_format)
+        self.write(relative, data)
+        return relative
+
+    def write(self, relative: str, data: bytes) -> None:
+        """The bytes at a path made by relative_path, unless a complete file is there already."""
         target = self.absolute(relative)
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -39,7 +45,17 @@ class FileStore:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
             os.replace(tmp, target)
-        return relative
+
+    def exists(self, relative: str) -> bool:
+        return self.absolute(relative).is_file()
+
+    def list_files(self) -> Iterator[tuple[str, float]]:
+        """Every file under the root, temporary ones included: (relative path, modification time)."""
+        if not self.root.is_dir():
+            return
+        for path in self.root.rglob("*"):
+            if path.is_file():
+                yield path.relative_to(self.root).as_posix(), path.stat().st_mtime
 
     def read(self, relative: str) -> bytes:
         return self.absolute(relative).read_bytes()

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DatabaseError, IntegrityError, InterfaceError, OperationalError
 
-from webserver.errors import AlreadyExists, StoreUnavailable
+from webserver.errors import AlreadyExists, Contention, StoreUnavailable
 from webserver.stores import schema as schema_revisions
 from webserver.stores.schema import SchemaReport
 
@@ -49,8 +51,22 @@ images_table = sa.Table(
     sa.Column("created", sa.DateTime, nullable=False),
     sa.UniqueConstraint("collection", "sha256", name="uq_images_collection_sha256"),
     sa.Index("ix_images_collection_filename", "collection", "filename"),
-    sqlite_autoincrement=True,  # never reuse a deleted id: it is also the Milvus primary key
+    sqlite_autoincrement=True,  # revision 0001's layout; ids now come from id_sequence
 )
+# Ids are handed out here, in a transaction of their own, so no id is ever given twice (revision 0003).
+id_sequence_table = sa.Table(
+    "id_sequence", schema,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("next_id", sa.BigInteger, nullable=False),
+)
+# How many image rows use each content-addressed file, changed in the rows' own transaction.
+stored_files_table = sa.Table(
+    "stored_files", schema,
+    sa.Column("path", sa.String(512), primary_key=True),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("refs", sa.Integer, nullable=False),
+)
+_IMAGE_IDS = id_sequence_table.c.name == "images"
 
 
 @dataclass(frozen=True)
@@ -89,19 +105,39 @@ def _now() -> datetime:
 def _unavailable_as_domain_error(what: str) -> Iterator[None]:
     try:
         yield
-    except (OperationalError, InterfaceError) as exc:
+    except OperationalError as exc:
+        if _is_contention(exc):
+            raise Contention(f"Concurrent writes held each other up ({what}); send the request again.") from exc
         raise StoreUnavailable(f"The metadata database is unavailable ({what}): {exc.orig}") from exc
+    except InterfaceError as exc:
+        raise StoreUnavailable(f"The metadata database is unavailable ({what}): {exc.orig}") from exc
+
+
+MYSQL_DEADLOCK, MYSQL_LOCK_WAIT_TIMEOUT = 1213, 1205
+
+
+def _is_contention(exc: OperationalError) -> bool:
+    """A deadlock or lock timeout (MySQL), or SQLite still locked after its busy timeout: not a store
+    that is down, but writes in each other's way."""
+    args = getattr(exc.orig, "args", ())
+    if args and args[0] in (MYSQL_DEADLOCK, MYSQL_LOCK_WAIT_TIMEOUT):
+        return True
+    return "database is locked" in str(exc.orig)
 
 
 class MetadataStore:
     def __init__(self, url: str):
         connect_args: dict[str, Any] = {}
+        engine_args: dict[str, Any] = {}
         if url.startswith("mysql"):
             connect_args = {"connect_timeout": 5, "read_timeout": 30, "write_timeout": 30}
+            # No gap locks on index scans: a delete and an insert of neighbouring rows no longer deadlock.
+            engine_args["isolation_level"] = "READ COMMITTED"
         elif url.startswith("sqlite"):
             connect_args = {"timeout": 30, "check_same_thread": False}
         self.url = url
-        self.engine: Engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        self.engine: Engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args,
+                                                **engine_args)
         if url.startswith("sqlite"):
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
 
@@ -148,14 +184,15 @@ class MetadataStore:
             conn.execute(collections_table.update().where(collections_table.c.name == name)
                          .values(encoder_id=encoder_id, dimension=dimension, vector_layout=vector_layout))
 
-    def delete_collection(self, name: str) -> list[tuple[str, str]]:
-        """Delete the collection and its rows; returns the (sha256, path) of the deleted images."""
+    @contextlib.contextmanager
+    def delete_collection(self, name: str) -> Iterator[list[str]]:
+        """Delete the collection and its rows in a transaction that commits only if the block succeeds;
+        yields the paths of the files no row uses any more, for the block to remove (see delete_images)."""
         with _unavailable_as_domain_error("deleting a collection"), self.engine.begin() as conn:
-            files = conn.execute(sa.select(images_table.c.sha256, images_table.c.path)
-                                 .where(images_table.c.collection == name)).all()
+            released = _release_files(conn, images_table.c.collection == name)
             conn.execute(images_table.delete().where(images_table.c.collection == name))
             conn.execute(collections_table.delete().where(collections_table.c.name == name))
-        return [(sha, path) for sha, path in files]
+            yield released
 
     # -- images ------------------------------------------------------------------------------
     def count_images(self, collection: str) -> int:
@@ -172,10 +209,14 @@ class MetadataStore:
         with _unavailable_as_domain_error("looking up digests"), self.engine.connect() as conn:
             return {sha: image_id for sha, image_id in conn.execute(query).all()}
 
-    def get_images(self, ids: Sequence[int]) -> dict[int, ImageRecord]:
+    def get_images(self, ids: Sequence[int], *, collection: str | None = None) -> dict[int, ImageRecord]:
+        """The rows of these ids; with `collection`, only those of that collection (a search never returns
+        another collection's row, even for a vector left behind under an id)."""
         if not ids:
             return {}
         query = images_table.select().where(images_table.c.id.in_([int(i) for i in ids]))
+        if collection is not None:
+            query = query.where(images_table.c.collection == collection)
         with _unavailable_as_domain_error("reading images"), self.engine.connect() as conn:
             return {row.id: ImageRecord(**row._mapping) for row in conn.execute(query).all()}
 
@@ -207,53 +248,121 @@ class MetadataStore:
             yield batch
             last_id = batch[-1].id
 
-    def count_sha256_references(self, sha256: str) -> int:
-        query = sa.select(sa.func.count()).select_from(images_table).where(images_table.c.sha256 == sha256)
-        with _unavailable_as_domain_error("counting references"), self.engine.connect() as conn:
-            return int(conn.execute(query).scalar_one())
-
     @contextlib.contextmanager
     def insert_images(self, collection: str, images: Sequence[NewImage], *,
                       ids: Sequence[int | None] | None = None,
                       created: Sequence[datetime | None] | None = None) -> Iterator[list[int]]:
         """Insert rows in an open transaction and yield their ids; commit only if the block succeeds.
 
-        The caller writes the vectors inside the block, so a failed vector write leaves no row.
-        Raises AlreadyExists when a digest is already present (a concurrent insert of the same bytes).
-        `ids` / `created` (an import) keep given values; a None id is allocated as usual.
+        The caller stores the files and writes the vectors inside the block. The rows' file references are
+        taken first: they hold each file's lock until the commit, so a delete of the file's last other row
+        waits, and cannot remove a file this insert is about to use.
+        Ids are reserved before, in a transaction of their own: never handed out again, even if this one
+        rolls back or the process dies. `ids` (an import) asks for given ids, kept where never handed out
+        (see reserve_ids); `created` keeps given times. Raises AlreadyExists when a digest is already
+        in the collection (a concurrent insert of the same bytes).
         """
+        reserved = self.reserve_ids(list(ids) if ids is not None else [None] * len(images))
         with _unavailable_as_domain_error("inserting images"):
             try:
                 with self.engine.begin() as conn:
-                    yield [self._insert_one(conn, collection, image, ids[i] if ids else None,
-                                            created[i] if created else None) for i, image in enumerate(images)]
+                    _reference_files(conn, images)
+                    conn.execute(images_table.insert(), [
+                        {**image.__dict__, "id": image_id, "collection": collection,
+                         "created": (created[i] if created else None) or _now()}
+                        for i, (image, image_id) in enumerate(zip(images, reserved, strict=True))])
+                    yield reserved
             except IntegrityError as exc:
                 raise AlreadyExists("An image with the same bytes was inserted concurrently.") from exc
 
-    def taken_ids(self, ids: Sequence[int]) -> set[int]:
-        """Which of these ids any collection's rows already use (ids are global: they key Milvus too)."""
-        if not ids:
-            return set()
-        query = sa.select(images_table.c.id).where(images_table.c.id.in_([int(i) for i in ids]))
-        with _unavailable_as_domain_error("checking ids"), self.engine.connect() as conn:
-            return {int(row[0]) for row in conn.execute(query).all()}
+    def reserve_ids(self, wanted: Sequence[int | None]) -> list[int]:
+        """One id per entry, committed at once so no other writer gets it: the wanted id where it was
+        never handed out (at or above the sequence's next id, not asked twice), else a fresh one."""
+        with _unavailable_as_domain_error("reserving ids"), self.engine.begin() as conn:
+            # A write first: it takes the lock (SQLite's write lock, InnoDB's row lock) before the read.
+            conn.execute(id_sequence_table.update().where(_IMAGE_IDS).values(next_id=id_sequence_table.c.next_id))
+            next_id = int(conn.execute(sa.select(id_sequence_table.c.next_id).where(_IMAGE_IDS)).scalar_one())
+            kept = {int(w) for w in wanted if w is not None and int(w) >= next_id}
+            ceiling = max(kept, default=next_id - 1) + 1
+            reserved = []
+            for w in wanted:
+                if w is not None and int(w) in kept:
+                    kept.discard(int(w))
+                    reserved.append(int(w))
+                else:
+                    reserved.append(ceiling)
+                    ceiling += 1
+            conn.execute(id_sequence_table.update().where(_IMAGE_IDS).values(next_id=ceiling))
+        return reserved
 
-    @staticmethod
-    def _insert_one(conn: Connection, collection: str, image: NewImage, image_id: int | None = None,
-                    created: datetime | None = None) -> int:
-        extra = {"id": image_id} if image_id is not None else {}
-        result = conn.execute(images_table.insert().values(collection=collection, created=created or _now(),
-                                                           **extra, **image.__dict__))
-        key = result.inserted_primary_key
-        assert key is not None, "an INSERT of one row reports its key"
-        return int(key[0])
+    def next_id(self) -> int:
+        """Every id ever handed out is below this."""
+        with _unavailable_as_domain_error("reading the id sequence"), self.engine.connect() as conn:
+            return int(conn.execute(sa.select(id_sequence_table.c.next_id).where(_IMAGE_IDS)).scalar_one())
 
     @contextlib.contextmanager
-    def delete_images(self, ids: Sequence[int]) -> Iterator[None]:
-        """Delete rows in a transaction that commits only if the block (the vector delete) succeeds."""
+    def delete_images(self, collection: str, ids: Sequence[int]) -> Iterator[list[str]]:
+        """Delete rows of one collection in a transaction that commits only if the block (the vector delete)
+        succeeds. Yields the paths of the files no row uses any more: the block removes them while the
+        transaction still holds their locks, so an insert of the same bytes waits for the commit and then
+        stores the file again."""
+        of_these = sa.and_(images_table.c.collection == collection,
+                           images_table.c.id.in_([int(i) for i in ids]))
         with _unavailable_as_domain_error("deleting images"), self.engine.begin() as conn:
-            conn.execute(images_table.delete().where(images_table.c.id.in_([int(i) for i in ids])))
-            yield
+            released = _release_files(conn, of_these)
+            conn.execute(images_table.delete().where(of_these))
+            yield released
+
+    # -- stored files (for fsck) ----------------------------------------------------------------------
+    def file_references(self) -> dict[str, int]:
+        """path -> the recorded count of rows using it."""
+        with _unavailable_as_domain_error("reading file references"), self.engine.connect() as conn:
+            return {path: int(refs) for path, refs in conn.execute(
+                sa.select(stored_files_table.c.path, stored_files_table.c.refs)).all()}
+
+    def counted_file_references(self) -> dict[str, tuple[str, int]]:
+        """path -> (sha256, how many rows use it), counted from the rows themselves."""
+        query = (sa.select(images_table.c.path, sa.func.min(images_table.c.sha256), sa.func.count())
+                 .group_by(images_table.c.path))
+        with _unavailable_as_domain_error("counting file references"), self.engine.connect() as conn:
+            return {path: (sha, int(count)) for path, sha, count in conn.execute(query).all()}
+
+    def set_file_references(self, counted: dict[str, tuple[str, int]]) -> None:
+        """Make stored_files say exactly `counted` (fsck --repair, offline)."""
+        with _unavailable_as_domain_error("rewriting file references"), self.engine.begin() as conn:
+            conn.execute(stored_files_table.delete())
+            if counted:
+                conn.execute(stored_files_table.insert(), [
+                    {"path": path, "sha256": sha, "refs": refs} for path, (sha, refs) in counted.items()])
+
+
+def _reference_files(conn: Connection, images: Sequence[NewImage]) -> None:
+    """One more reference on each image's file (a new file row at 1), in path order (no lock cycles)."""
+    by_path = {image.path: image.sha256 for image in images}
+    table = stored_files_table
+    for path in sorted(by_path):
+        values = {"path": path, "sha256": by_path[path], "refs": 1}
+        statement: sa.Executable
+        if conn.dialect.name == "sqlite":
+            statement = sqlite_insert(table).values(**values).on_conflict_do_update(
+                index_elements=[table.c.path], set_={"refs": table.c.refs + 1})
+        else:
+            statement = mysql_insert(table).values(**values).on_duplicate_key_update(refs=table.c.refs + 1)
+        conn.execute(statement)
+
+
+def _release_files(conn: Connection, rows: sa.ColumnElement[bool]) -> list[str]:
+    """One reference less on the file of each row matching `rows` (one collection's rows: a path occurs
+    once), dropping the files that reach zero; returns their paths. The first statement writes, so SQLite
+    takes its write lock before reading anything."""
+    table = stored_files_table
+    paths = sa.select(images_table.c.path).where(rows)
+    of_rows = table.c.path.in_(paths)
+    conn.execute(table.update().where(of_rows).values(refs=table.c.refs - 1))
+    released = [row[0] for row in conn.execute(sa.select(table.c.path).where(of_rows, table.c.refs <= 0)).all()]
+    if released:
+        conn.execute(table.delete().where(table.c.path.in_(released)))
+    return released
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

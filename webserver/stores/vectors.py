@@ -170,7 +170,11 @@ class VectorStore:
                 "`milvus-lite server --data-dir DIR --port P` and set MILVUS_HOST/MILVUS_PORT.")
         try:
             if self.is_server:
-                return MilvusClient(uri=self.uri, token=self._token or "", timeout=self._timeout_s)
+                # Dedicated: pymilvus 3 otherwise shares one cached channel per address between clients,
+                # and a cached channel left idle (then refused by the server's ping policy) failed to
+                # recover for the next client.
+                return MilvusClient(uri=self.uri, token=self._token or "", timeout=self._timeout_s,
+                                    dedicated=True)
             logging.getLogger("grpc._server").addFilter(_LITE_FILTER)
             client = MilvusClient(uri=self.uri)
             _OPENED_LITE_PATHS.add(str(Path(self.uri).resolve()))
@@ -268,6 +272,21 @@ class VectorStore:
     def delete(self, name: str, ids: Sequence[int]) -> None:
         if ids:
             self._call("deleting vectors", lambda c: c.delete(name, ids=[int(i) for i in ids]))
+
+    def all_ids(self, name: str, *, batch_size: int = 4096) -> set[int]:
+        """Every primary key in the collection (fsck compares them with the rows)."""
+        def read(client) -> set[int]:
+            found: set[int] = set()
+            iterator = client.query_iterator(name, batch_size=batch_size, filter="", output_fields=["id"])
+            try:
+                while batch := iterator.next():
+                    found.update(int(row["id"]) for row in batch)
+            finally:
+                iterator.close()
+            return found
+
+        self._ensure_loaded(name)
+        return self._call("listing ids", read)
 
     def get_vectors(self, name: str, ids: Sequence[int]) -> dict[int, np.ndarray]:
         self._ensure_loaded(name)

@@ -84,7 +84,8 @@ def test_an_older_revision_is_refused_without_permission_and_upgraded_with_it(st
     assert revision_in_table(store) == "0001"
 
     report = store.prepare_schema(upgrade=True, backup_dir=settings.backups_dir)
-    assert (report.before, report.after) == ("0001", "0002") and revision_in_table(store) == "0002"
+    head = schema.head_revision()
+    assert (report.before, report.after) == ("0001", head) and revision_in_table(store) == head
     assert store.get_collection("c1").vector_layout == 1
     if settings.MYSQL_HOST is None:  # the SQLite file was copied first, at its old revision
         backup = sa.create_engine(f"sqlite:///{report.backup}")
@@ -98,6 +99,25 @@ def test_an_older_revision_is_refused_without_permission_and_upgraded_with_it(st
     schema.downgrade(store.engine, "0001")
     assert revision_in_table(store) == "0001"
     assert "vector_layout" not in {c["name"] for c in sa.inspect(store.engine).get_columns("collections")}
+
+
+def test_revision_0003_counts_file_references_and_continues_the_ids(store):
+    """Ids go on after every id the old layout handed out (deleted ones too); each file's references are
+    the rows using it."""
+    at_revision(store, "0002")
+    add_row_at_0001(store)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO collections (name, encoder_id, dimension, metric, created) "
+                             "VALUES ('c2', 'enc/a', 4, 'COSINE', '2026-11-30 10:00:00')"))
+        for image_id, collection, n in [(1, "c1", 1), (2, "c2", 1), (3, "c2", 2), (9, "c1", 3)]:
+            conn.execute(sa.text(
+                "INSERT INTO images (id, collection, sha256, path, filename, meta, width, height, created) "
+                "VALUES (:id, :c, :sha, :path, 'f.png', '{}', 1, 1, '2026-11-30 10:00:00')"),
+                {"id": image_id, "c": collection, "sha": f"{n:064x}", "path": f"p/{n}.png"})
+        conn.execute(sa.text("DELETE FROM images WHERE id = 9"))
+    at_revision(store, "0003")
+    assert store.file_references() == {"p/1.png": 2, "p/2.png": 1}
+    assert store.next_id() == 10
 
 
 def test_the_server_refuses_to_start_on_a_newer_database(make_settings):
