@@ -4,7 +4,10 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from webserver import errors
 from webserver.api.schemas import ErrorResponse
@@ -43,5 +46,25 @@ async def _domain_error_handler(_request: Request, exc: Exception) -> JSONRespon
     return JSONResponse({"detail": exc.detail}, status_code=status)
 
 
+async def _nested_too_deep(_request: Request, _exc: Exception) -> JSONResponse:
+    """A JSON body nested deeper than the parser recurses (it was a 500)."""
+    return JSONResponse({"detail": "The JSON body is nested too deep."}, status_code=400)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's answer, except that a 405 lists every method of the path in `Allow` (Starlette named only
+    those of the first route matching the path, e.g. GET of GET+POST /collections)."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        methods = set((exc.headers or {}).get("Allow", "").replace(" ", "").split(",")) - {""}
+        for template, operations in request.app.openapi().get("paths", {}).items():
+            if compile_path(template)[0].match(request.url.path):
+                methods |= {method.upper() for method in operations}
+        exc.headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(methods))}
+    return await http_exception_handler(request, exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(errors.DomainError, _domain_error_handler)
+    app.add_exception_handler(RecursionError, _nested_too_deep)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -1,10 +1,11 @@
 """Request and response schemas of the HTTP API (all routes document these in OpenAPI)."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from webserver.api.params import NAME_RULE, NAME_WORDS
 
 
 class ErrorResponse(BaseModel):
@@ -25,7 +26,9 @@ QueryMode = Literal["text", "image", "composed"]
 
 
 class CollectionCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=64, examples=["fashion"])
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_RULE, examples=["fashion"], description=NAME_WORDS)
     encoder: Literal["clip", "tirg"] = Field(
         "clip", description="clip: text and image queries; tirg: image and composed (image + text) queries")
 
@@ -36,7 +39,7 @@ class CollectionPublic(BaseModel):
     encoder_id: str = Field(description="the model that made this collection's vectors")
     dimension: int
     metric: str
-    created: datetime
+    created: AwareDatetime
     servable: bool = Field(description="false when the loaded encoder differs: reindex to use it")
     answers: list[QueryMode] = Field(description="the query modes it answers while servable")
 
@@ -59,7 +62,7 @@ class ImagePublic(BaseModel):
     metadata: dict[str, Any]
     width: int
     height: int
-    created: datetime
+    created: AwareDatetime
     url: str
 
 

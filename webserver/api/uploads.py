@@ -17,13 +17,26 @@ def read_capped(file: UploadFile, max_bytes: int) -> bytes:
     return data
 
 
+MAX_JSON_CHARS = 65536
+
+
+def _no_constants(name: str) -> Any:
+    raise InvalidInput(f"{name} is not JSON (numbers must be finite).")
+
+
 def parse_json_object(text: str | None, what: str) -> dict[str, Any] | None:
+    """A JSON object from a form field: bounded in size, NaN/Infinity refused, nesting too deep for the
+    parser refused (services check the depth they allow)."""
     if text is None or not text.strip():
         return None
+    if len(text) > MAX_JSON_CHARS:
+        raise PayloadTooLarge(f"{what} is over {MAX_JSON_CHARS} characters of JSON.")
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_no_constants)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{what} is not valid JSON: {exc.msg} at character {exc.pos}.") from None
+    except RecursionError:
+        raise InvalidInput(f"{what} is nested too deep.") from None
     if not isinstance(value, dict):
         raise InvalidInput(f"{what} must be a JSON object, e.g. {{\"label\": \"dress\"}}.")
     return value
@@ -42,7 +55,7 @@ def uploads_from_form(files: list[UploadFile], captions: list[str] | None, metad
     if not files:
         raise InvalidInput("Send at least one file in the 'files' field.")
     if len(files) > max_files:
-        raise PayloadTooLarge(f"At most {max_files} files per request.")
+        raise InvalidInput(f"At most {max_files} files per request.")
     caption_list = per_file(captions, len(files), "captions")
     meta_list = per_file(metadata, len(files), "metadata entries")
     return [Upload(data=read_capped(file, max_bytes), filename=file.filename or f"file{i}",

@@ -50,6 +50,10 @@ class CollectionService:
         if not NAME_PATTERN.match(name):
             raise InvalidInput(f"Collection name {name!r} must match {NAME_PATTERN.pattern}.")
         encoder = self.encoders.get(kind)
+        same_but_case = [r.name for r in self.metadata.list_collections()
+                         if r.name.lower() == name.lower() and r.name != name]
+        if same_but_case:  # MySQL compares names regardless of case, Milvus does not: never both
+            raise AlreadyExists(f"Collection {same_but_case[0]!r} exists; names differ by more than case.")
         # The record claims the name first: of two concurrent creates the loser stops here, before it
         # touches Milvus (it used to drop the winner's vectors on its way out).
         record = self.metadata.add_collection(name=name, encoder_id=encoder.encoder_id,
@@ -70,13 +74,17 @@ class CollectionService:
     def ensure(self, name: str, kind: str = CLIP) -> CollectionRecord:
         """The collection, created if missing; an existing one of another kind is refused."""
         try:
-            return self.create(name, kind)
+            record = self.create(name, kind)
         except AlreadyExists:
-            record = self.get_record(name)
+            existing = self.metadata.get_collection(name)
+            if existing is None:  # another name, differing only in case
+                raise
+            record = existing
             if kind_of(record.encoder_id) != kind:
                 raise AlreadyExists(f"Collection {name!r} exists and holds {kind_of(record.encoder_id)} "
                                     f"vectors, not {kind}; pick another name.") from None
-            return record
+        self.defaults.pop(name, None)  # made once: deleted later, it stays deleted until a restart
+        return record
 
     def list_all(self) -> list[CollectionRecord]:
         return self.metadata.list_collections()

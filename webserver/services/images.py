@@ -8,6 +8,7 @@ most files and vectors no row refers to: `scripts/fsck.py --repair` removes them
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,8 @@ from webserver.stores.metadata import ImageRecord, MetadataStore, NewImage
 from webserver.stores.vectors import VectorStore
 
 MAX_METADATA_BYTES = 4096
+MAX_METADATA_DEPTH = 8
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_CAPTION_CHARS = 2000
 
 
@@ -52,11 +55,37 @@ class AddedImage:
 
 
 def check_metadata(meta: Any, name: str) -> dict[str, Any]:
+    """A JSON object Milvus and every reader can hold: at most MAX_METADATA_BYTES of JSON, nested at most
+    MAX_METADATA_DEPTH deep, integers within int64, finite numbers, string keys."""
     if not isinstance(meta, dict):
         raise InvalidInput(f"{name}: metadata must be a JSON object.")
+    _check_json_value(meta, f"{name}: metadata", depth=1)
     if len(json.dumps(meta)) > MAX_METADATA_BYTES:
         raise InvalidInput(f"{name}: metadata is over {MAX_METADATA_BYTES} bytes of JSON.")
     return meta
+
+
+def _check_json_value(value: Any, where: str, depth: int) -> None:
+    if depth > MAX_METADATA_DEPTH:
+        raise InvalidInput(f"{where} is nested over {MAX_METADATA_DEPTH} levels deep.")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidInput(f"{where}: keys must be strings.")
+            _check_json_value(item, where, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json_value(item, where, depth + 1)
+    elif isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    elif isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise InvalidInput(f"{where}: the integer {value} is outside the 64-bit range Milvus stores.")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInput(f"{where}: numbers must be finite (no NaN or Infinity).")
+    else:
+        raise InvalidInput(f"{where}: values must be JSON (objects, arrays, strings, numbers, booleans, null).")
 
 
 def check_caption(caption: str | None, name: str) -> str | None:

@@ -18,7 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DatabaseError, IntegrityError, InterfaceError, OperationalError
 
-from webserver.errors import AlreadyExists, Contention, StoreUnavailable
+from webserver.errors import AlreadyExists, Contention, NotFound, StoreUnavailable
 from webserver.stores import schema as schema_revisions
 from webserver.stores.schema import SchemaReport
 
@@ -67,6 +67,7 @@ stored_files_table = sa.Table(
     sa.Column("refs", sa.Integer, nullable=False),
 )
 _IMAGE_IDS = id_sequence_table.c.name == "images"
+MAX_IMAGE_ID = 2**53 - 1  # ids stay exact in JavaScript and in clients that read JSON numbers as doubles
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,8 @@ class MetadataStore:
     def get_collection(self, name: str) -> CollectionRecord | None:
         with _unavailable_as_domain_error("reading a collection"), self.engine.connect() as conn:
             row = conn.execute(collections_table.select().where(collections_table.c.name == name)).first()
-        return CollectionRecord(**row._mapping) if row else None
+        # MySQL's collation matches 'Fashion' to 'fashion'; a name is exact everywhere else (Milvus).
+        return CollectionRecord(**row._mapping) if row is not None and row.name == name else None
 
     def list_collections(self) -> list[CollectionRecord]:
         with _unavailable_as_domain_error("listing collections"), self.engine.connect() as conn:
@@ -273,6 +275,8 @@ class MetadataStore:
                         for i, (image, image_id) in enumerate(zip(images, reserved, strict=True))])
                     yield reserved
             except IntegrityError as exc:
+                if self.get_collection(collection) is None:  # the rows' collection went meanwhile
+                    raise NotFound(f"Collection {collection!r} was deleted while the images were added.") from exc
                 raise AlreadyExists("An image with the same bytes was inserted concurrently.") from exc
 
     def reserve_ids(self, wanted: Sequence[int | None]) -> list[int]:
@@ -282,7 +286,7 @@ class MetadataStore:
             # A write first: it takes the lock (SQLite's write lock, InnoDB's row lock) before the read.
             conn.execute(id_sequence_table.update().where(_IMAGE_IDS).values(next_id=id_sequence_table.c.next_id))
             next_id = int(conn.execute(sa.select(id_sequence_table.c.next_id).where(_IMAGE_IDS)).scalar_one())
-            kept = {int(w) for w in wanted if w is not None and int(w) >= next_id}
+            kept = {int(w) for w in wanted if w is not None and next_id <= int(w) <= MAX_IMAGE_ID}
             ceiling = max(kept, default=next_id - 1) + 1
             reserved = []
             for w in wanted:

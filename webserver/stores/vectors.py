@@ -93,6 +93,8 @@ def _literal(key: str, value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise InvalidInput(f"filter: value of {key!r} is outside the 64-bit integer range.")
         return str(value)
     if isinstance(value, float) and math.isfinite(value):
         return repr(value)

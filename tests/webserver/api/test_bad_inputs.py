@@ -112,3 +112,77 @@ def test_a_query_the_collection_cannot_answer_is_a_400_naming_what_it_answers(cl
                            files={"image": ("q.png", GOOD, "image/png")})
     assert response.status_code == 400
     assert "answers text and image" in response.json()["detail"]
+
+
+HUGE = str(2**63)  # one past int64: it reached SQL and Milvus and came back as a 500
+
+
+@pytest.mark.parametrize("method, path, kwargs", [
+    ("get", f"/images/{HUGE}", {}),
+    ("get", f"/images/{HUGE}/file", {}),
+    ("delete", f"/images/{HUGE}", {}),
+    ("get", "/collections/images/images", {"params": {"offset": HUGE}}),
+    ("post", "/search", {"data": {"image_id": HUGE}}),
+    ("post", "/search", {"data": {"text": "a bag", "offset": HUGE}}),
+])
+def test_integers_beyond_int64_are_refused_at_the_edge(refusing, method, path, kwargs):
+    response = getattr(refusing, method)(path, **kwargs)
+    assert response.status_code == 422, response.text
+
+
+DEEP = "[" * 5000 + "]" * 5000  # deeper than the JSON parser recurses, under the size cap
+
+
+@pytest.mark.parametrize("field", ["metadata", "filter"])
+def test_json_nested_past_the_parser_is_400(refusing, field):
+    if field == "metadata":
+        response = refusing.post("/collections/images/images", files=[("files", ("a.png", GOOD, "image/png"))],
+                                 data={"metadata": [f'{{"a": {DEEP}}}']})
+    else:
+        response = refusing.post("/search", data={"text": "a bag", "filter": f'{{"a": {DEEP}}}'})
+    assert response.status_code == 400 and "deep" in response.json()["detail"], response.text
+
+
+def test_a_json_body_nested_past_the_parser_is_400(refusing):
+    response = refusing.post("/collections", content='{"name": "x", "extra": ' + DEEP + "}",
+                             headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+
+
+@pytest.mark.parametrize("meta, words", [
+    ('{"a": ' + "[" * 256 + "]" * 256 + "}", "nested"),  # was stored, then every read of the collection 500ed
+    ('{"n": 9223372036854775808}', "64-bit"),  # was a 503 "Milvus failed" while /readyz said ready
+    ('{"n": NaN}', "finite"),
+])
+def test_metadata_milvus_or_readers_cannot_hold_is_refused(refusing, meta, words):
+    response = refusing.post("/collections/images/images", files=[("files", ("a.png", GOOD, "image/png"))],
+                             data={"metadata": [meta]})
+    assert response.status_code == 400 and words in response.json()["detail"], response.text
+    assert refusing.get("/collections/images/images").status_code == 200
+    assert refusing.get("/collections/images").json()["metadata_count"] == 0
+
+
+def test_a_filter_integer_beyond_int64_is_400(searchable):
+    response = searchable.post("/search", data={"text": "a bag", "filter": '{"n": 9223372036854775808}'})
+    assert response.status_code == 400 and "64-bit" in response.json()["detail"]
+
+
+def test_names_that_differ_only_in_case_are_one_name(client):
+    """MariaDB compares names regardless of case and Milvus does not: 'Fashion' beside 'fashion' answered
+    503. Now the second is a 409 everywhere, and a lookup is exact."""
+    assert client.post("/collections", json={"name": "fashion"}).status_code == 201
+    clash = client.post("/collections", json={"name": "Fashion"})
+    assert clash.status_code == 409 and "'fashion'" in clash.json()["detail"]
+    assert client.get("/collections/Fashion").status_code == 404
+
+
+def test_a_deleted_default_collection_stays_deleted(client):
+    """It used to come back, empty, on the next request that named it."""
+    assert client.delete("/collections/images").status_code == 204
+    assert client.get("/collections/images").status_code == 404
+    assert client.post("/search", data={"text": "a bag"}).status_code == 404
+
+
+def test_405_lists_every_method_of_the_path(refusing):
+    response = refusing.put("/collections")
+    assert response.status_code == 405 and response.headers["allow"] == "GET, POST"

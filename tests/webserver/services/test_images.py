@@ -5,7 +5,7 @@ import pytest
 
 from tests.images import sample_uploads
 from tests.servers import free_port
-from webserver.errors import AlreadyExists, EncoderMismatch, StoreUnavailable
+from webserver.errors import AlreadyExists, EncoderMismatch, NotFound, StoreUnavailable
 from webserver.services.images import ImageService, Upload
 from webserver.stores.metadata import MetadataStore
 from webserver.stores.vectors import VectorStore
@@ -74,3 +74,20 @@ def test_losing_the_race_for_the_same_bytes_retries_once_then_says_so(services, 
     with pytest.raises(AlreadyExists, match="send it again"):
         services.images.add("images", uploads(2))
     assert len(attempts) == 2
+
+
+def test_an_upload_racing_the_collection_delete_is_404_not_a_retry(services, monkeypatch):
+    """The rows' foreign key failed and was read as "the same bytes landed first": two retries, then 409."""
+    services.collections.create("going")
+    look_up = services.metadata.find_by_sha256
+
+    def deleted_meanwhile(collection, digests):
+        found = look_up(collection, digests)
+        services.collections.delete("going")
+        return found
+
+    monkeypatch.setattr(services.metadata, "find_by_sha256", deleted_meanwhile)
+    with pytest.raises(NotFound, match="deleted while"):
+        services.images.add("going", uploads(1))
+    monkeypatch.undo()
+    assert not list(services.files.list_files())

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Response
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Response
 
 from webserver.api.deps import ServicesDep, image_url
 from webserver.api.errors import error_responses
+from webserver.api.params import CollectionPath, PageLimit, PageOffset
 from webserver.api.schemas import (
     CollectionCreate,
     CollectionDetail,
@@ -19,13 +22,18 @@ router = APIRouter(prefix="/collections", tags=["collections"])
 
 
 def collection_fields(status: CollectionStatus) -> dict:
-    return {**status.record.__dict__, "kind": status.kind, "servable": status.servable,
-            "answers": status.answers}
+    return {**status.record.__dict__, "created": in_utc(status.record.created), "kind": status.kind,
+            "servable": status.servable, "answers": status.answers}
 
 
 def image_public(record: ImageRecord) -> ImagePublic:
-    fields = {k: v for k, v in record.__dict__.items() if k not in {"meta", "path"}}
-    return ImagePublic(**fields, metadata=record.meta, url=image_url(record.id))
+    fields = {k: v for k, v in record.__dict__.items() if k not in {"meta", "path", "created"}}
+    return ImagePublic(**fields, created=in_utc(record.created), metadata=record.meta, url=image_url(record.id))
+
+
+def in_utc(stored: datetime) -> datetime:
+    """The stores keep naive UTC times; the API says so."""
+    return stored.replace(tzinfo=UTC) if stored.tzinfo is None else stored
 
 
 @router.get("", response_model=CollectionList, summary="List collections",
@@ -45,7 +53,7 @@ def create_collection(body: CollectionCreate, services: ServicesDep) -> Collecti
 
 @router.get("/{name}", response_model=CollectionDetail, summary="Encoder, dimension and counts",
             responses=error_responses(404, 503))
-def get_collection(name: str, services: ServicesDep) -> CollectionDetail:
+def get_collection(name: CollectionPath, services: ServicesDep) -> CollectionDetail:
     info = services.collections.describe(name)
     return CollectionDetail(**collection_fields(info.status), milvus_count=info.milvus_count,
                             metadata_count=info.metadata_count)
@@ -53,15 +61,15 @@ def get_collection(name: str, services: ServicesDep) -> CollectionDetail:
 
 @router.delete("/{name}", status_code=204, summary="Delete a collection, its vectors and rows",
                responses=error_responses(404, 503))
-def delete_collection(name: str, services: ServicesDep) -> Response:
+def delete_collection(name: CollectionPath, services: ServicesDep) -> Response:
     services.collections.delete(name)
     return Response(status_code=204)
 
 
 @router.get("/{name}/images", response_model=ImagePage, summary="A page of image metadata",
             responses=error_responses(404, 503))
-def list_images(name: str, services: ServicesDep, limit: int = Query(50, ge=1, le=1000),
-                offset: int = Query(0, ge=0)) -> ImagePage:
+def list_images(name: CollectionPath, services: ServicesDep, limit: PageLimit = 50,
+                offset: PageOffset = 0) -> ImagePage:
     records = services.images.list(name, limit=limit, offset=offset)
     total = services.metadata.count_images(name)
     return ImagePage(items=[image_public(r) for r in records], limit=limit, offset=offset, total=total)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, File, Form, Response, UploadFile
 
 from webserver.api.deps import ModelWorkDep, ServicesDep
 from webserver.api.errors import error_responses
+from webserver.api.params import CollectionPath, ImageIdPath
 from webserver.api.routes.collections import image_public
 from webserver.api.schemas import AddedItem, AddImagesResponse, ImagePublic
 from webserver.api.uploads import uploads_from_form
@@ -17,7 +18,7 @@ router = APIRouter(tags=["images"])
 @router.post("/collections/{name}/images", response_model=AddImagesResponse, status_code=201,
              summary="Add images (multipart)", responses=error_responses(400, 404, 409, 413, 415, 503))
 async def add_images(
-    name: str,
+    name: CollectionPath,
     services: ServicesDep,
     work: ModelWorkDep,
     files: Annotated[list[UploadFile], File(description="one or more image files")],
@@ -39,14 +40,14 @@ async def add_images(
 
 @router.get("/images/{image_id}", response_model=ImagePublic, summary="Image metadata",
             responses=error_responses(404, 503))
-def get_image(image_id: int, services: ServicesDep) -> ImagePublic:
+def get_image(image_id: ImageIdPath, services: ServicesDep) -> ImagePublic:
     return image_public(services.images.get(image_id))
 
 
 @router.get("/images/{image_id}/file", summary="The stored image bytes",
             responses={200: {"content": {"image/*": {}}}, **error_responses(404, 503)},
             response_class=Response)
-def get_image_file(image_id: int, services: ServicesDep) -> Response:
+def get_image_file(image_id: ImageIdPath, services: ServicesDep) -> Response:
     data, content_type = services.images.read_file(image_id)
     return Response(content=data, media_type=content_type,
                     headers={"Cache-Control": "public, max-age=86400, immutable"})
@@ -54,6 +55,6 @@ def get_image_file(image_id: int, services: ServicesDep) -> Response:
 
 @router.delete("/images/{image_id}", status_code=204, summary="Delete an image everywhere",
                responses=error_responses(404, 503))
-def delete_image(image_id: int, services: ServicesDep) -> Response:
+def delete_image(image_id: ImageIdPath, services: ServicesDep) -> Response:
     services.images.delete(image_id)
     return Response(status_code=204)

@@ -6,9 +6,10 @@ from fastapi import APIRouter, File, Form, UploadFile
 
 from webserver.api.deps import MetricsDep, ModelWorkDep, ServicesDep, image_url
 from webserver.api.errors import error_responses
+from webserver.api.params import CollectionForm, ImageIdForm, OffsetForm, TopKForm
 from webserver.api.schemas import SearchHitPublic, SearchResponse
 from webserver.api.uploads import optional_upload, parse_json_object
-from webserver.services.search import MAX_OFFSET, MAX_TOP_K, SearchQuery, SearchResult
+from webserver.services.search import SearchQuery, SearchResult
 
 router = APIRouter(tags=["search"])
 
@@ -19,13 +20,12 @@ async def search(
     services: ServicesDep,
     metrics: MetricsDep,
     work: ModelWorkDep,
-    collection: Annotated[str | None, Form(
-        description="default: TIRG_TABLE for a composed query (image + text), MILVUS_TABLE otherwise")] = None,
+    collection: CollectionForm = None,
     text: Annotated[str | None, Form(description="text query, or the modification for a composed query")] = None,
     image: Annotated[UploadFile | None, File(description="query image")] = None,
-    image_id: Annotated[int | None, Form(description="an indexed image as the query (excluded from results)")] = None,
-    top_k: Annotated[int, Form(ge=1, le=MAX_TOP_K)] = 10,
-    offset: Annotated[int, Form(ge=0, le=MAX_OFFSET)] = 0,
+    image_id: ImageIdForm = None,
+    top_k: TopKForm = 10,
+    offset: OffsetForm = 0,
     filter: Annotated[str | None, Form(
         description='JSON object of metadata equalities, e.g. {"label": "dress"}')] = None,
 ) -> SearchResponse:

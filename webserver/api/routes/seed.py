@@ -16,6 +16,7 @@ from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 
 from webserver.api.deps import MetricsDep, ModelWorkDep, ServicesDep
 from webserver.api.errors import error_responses
+from webserver.api.params import TableName
 from webserver.api.uploads import optional_upload
 from webserver.services.container import Services
 from webserver.services.search import SearchQuery, SearchResult
@@ -24,7 +25,6 @@ router = APIRouter(tags=["seed-compatible"])
 
 SEED_IMAGE_NAME = re.compile(r"^css_(?:train|test)_(\d{6}\.png)$")
 SEED_TOP_K = 10
-TableName = Annotated[str | None, Query(description="collection; default TIRG_TABLE (MILVUS_TABLE without TIRG)")]
 
 
 def seed_collection(services: Services, table_name: str | None) -> str:
