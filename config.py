@@ -6,10 +6,11 @@ setting: pymilvus reads that environment variable itself at import time and fail
 """
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -52,8 +53,18 @@ class Settings(BaseSettings):
         None, description="a tirg checkpoint (python -m tirg ... --export DIR writes DIR/tirg.pt): enables "
                           "TIRG collections, which answer image and composed (image + text) queries")
 
-    HOST: str = "0.0.0.0"
+    HOST: str = Field("127.0.0.1", description="listen address; a non-loopback one needs API_KEYS (or "
+                                              "ALLOW_ANONYMOUS_WRITES=1)")
     PORT: int = 7000
+    PUBLIC_URL: str | None = Field(None, description="the address clients reach the server at "
+                                                     "(https://images.example.com); absolute links use it")
+    API_KEYS: SecretStr | None = Field(None, description="comma-separated keys; when set, every request that "
+                                                         "changes state needs `Authorization: Bearer <key>`")
+    READ_API_KEYS: SecretStr | None = Field(None, description="comma-separated keys; when set, reads and "
+                                                              "searches need one of these (or a write key)")
+    ALLOW_ANONYMOUS_WRITES: bool = Field(False, description="serve a non-loopback HOST without API_KEYS")
+    CORS_ORIGINS: str = Field("", description="comma-separated origins whose pages may call the API "
+                                              "(https://app.example.com); none by default")
     LOG_FORMAT: Literal["json", "text"] = Field("json", description="json: one object per line, with request_id")
 
     MAX_UPLOAD_BYTES: int = Field(20 * 1024 * 1024, ge=1)
@@ -63,11 +74,33 @@ class Settings(BaseSettings):
                                                            "requests; more requests queue for them")
 
     @field_validator("MILVUS_HOST", "MILVUS_TOKEN", "MILVUS_INDEX_TYPE", "MYSQL_HOST", "TIRG_CHECKPOINT",
-                     mode="before")
+                     "PUBLIC_URL", "API_KEYS", "READ_API_KEYS", mode="before")
     @classmethod
     def _empty_means_unset(cls, value: object) -> object:
         """`TIRG_CHECKPOINT=` (as .env templates and compose files write it) is unset, not Path('.')."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def write_keys(self) -> list[str]:
+        return _split(self.API_KEYS.get_secret_value()) if self.API_KEYS else []
+
+    @property
+    def read_keys(self) -> list[str]:
+        return _split(self.READ_API_KEYS.get_secret_value()) if self.READ_API_KEYS else []
+
+    @property
+    def cors_origins(self) -> list[str]:
+        return [origin.rstrip("/") for origin in _split(self.CORS_ORIGINS)]
+
+    def exposure_refusal(self) -> str | None:
+        """Why the server must not start as configured: anyone who can reach a non-loopback address
+        could add and delete data without a key. None when it may."""
+        if self.write_keys or self.ALLOW_ANONYMOUS_WRITES or is_loopback(self.HOST):
+            return None
+        return (f"HOST={self.HOST} is reachable from other machines, and no API_KEYS are set: anyone could add "
+                "and delete images. Set API_KEYS=<a long random key> (e.g. `python -c \"import secrets; "
+                "print(secrets.token_urlsafe(32))\"`) and send `Authorization: Bearer <key>` with writes; "
+                "or serve on HOST=127.0.0.1; or set ALLOW_ANONYMOUS_WRITES=1 to accept the risk.")
 
     @property
     def milvus_uri(self) -> str:
@@ -103,3 +136,16 @@ class Settings(BaseSettings):
     def upgrades_schema_on_start(self) -> bool:
         """The embedded default upgrades itself (after a copy); a MySQL server's operator decides."""
         return not self.MYSQL_HOST or self.MIGRATE_ON_START
+
+
+def _split(values: str) -> list[str]:
+    return [value.strip() for value in values.split(",") if value.strip()]
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip("[]") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -15,6 +15,10 @@ from webserver.services.container import load_encoders
 def main() -> int:
     settings = Settings()
     configure_logging(settings.LOG_FORMAT)
+    refusal = settings.exposure_refusal()
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
     try:
         # Loaded here rather than in the lifespan only so a bad model setting ends with one clear line.
         encoders = load_encoders(settings)

@@ -131,10 +131,10 @@ def make_module_client(tmp_path_factory, clip_checkpoint, tirg_checkpoint, encod
 
     clients = []
 
-    def make():
+    def make(**overrides):
         settings = Settings(_env_file=None, DATA_DIR=tmp_path_factory.mktemp("module-app") / "data", DEVICE="cpu",
                             CLIP_MODEL=TINY_MODEL, CLIP_PRETRAINED=str(clip_checkpoint), MILVUS_TABLE="images",
-                            TIRG_CHECKPOINT=tirg_checkpoint)
+                            TIRG_CHECKPOINT=tirg_checkpoint, **overrides)
         clients.append(client := TestClient(create_app(settings, encoders)))
         client.__enter__()
         return client

@@ -13,6 +13,7 @@ from webserver.api.model_work import ModelWork
 from webserver.api.observability import Metrics, install_observability
 from webserver.api.openapi import install_openapi
 from webserver.api.routes import collections, health, images, metrics, page, search, seed
+from webserver.api.security import install_security
 from webserver.encoders.registry import EncoderSet
 from webserver.errors import DomainError, EncoderMismatch, SchemaVersionError
 from webserver.services.container import Services, build_services, default_collections, prepare_stores
@@ -62,7 +63,8 @@ def create_app(settings: Settings, encoders: EncoderSet | None = None) -> FastAP
     app.state.metrics = Metrics()
     install_observability(app, app.state.metrics)
     install_error_handlers(app)
-    install_openapi(app, settings.MAX_FILES_PER_REQUEST)
+    install_security(app, settings)
+    install_openapi(app, settings)
     for module in (page, health, metrics, collections, images, search, seed):
         app.include_router(module.router)
     page.mount_static(app)

@@ -7,18 +7,37 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from config import Settings
+
 PER_FILE_FIELDS = ("files", "captions", "metadata")
 
 
-def install_openapi(app: FastAPI, max_files: int) -> None:
+def install_openapi(app: FastAPI, settings: Settings) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = FastAPI.openapi(app)  # generated and cached by FastAPI; completed here, once
             for body in _multipart_bodies(schema):
-                _state_form_rules(body, max_files)
+                _state_form_rules(body, settings.MAX_FILES_PER_REQUEST)
+            _state_security(schema, {"write_key": bool(settings.write_keys), "read_key": bool(settings.read_keys)})
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _state_security(schema: dict[str, Any], enforced: dict[str, bool]) -> None:
+    """Operations name a key scheme only where its keys are set: without API_KEYS no key is asked for."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            needed = [req for req in operation.get("security", []) if all(enforced.get(n) for n in req)]
+            if needed:
+                operation["security"] = needed
+            else:
+                operation.pop("security", None)
+    schemes = schema.get("components", {}).get("securitySchemes", {})
+    for name in [n for n in schemes if not enforced.get(n)]:
+        del schemes[name]
+    if "securitySchemes" in schema.get("components", {}) and not schemes:
+        del schema["components"]["securitySchemes"]
 
 
 def _multipart_bodies(schema: dict[str, Any]) -> list[dict[str, Any]]:

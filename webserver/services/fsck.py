@@ -12,15 +12,13 @@ commits right after its vectors land, a delete right after its vectors go), and 
 """
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from PIL import Image
-
 from webserver.errors import DomainError
 from webserver.services.container import Services
+from webserver.services.imaging import open_stored
 from webserver.stores.metadata import ImageRecord
 
 
@@ -118,7 +116,7 @@ def _reencode(services: Services, check: CollectionCheck, rows: list[ImageRecord
     readable = [row for row in rows if row.id not in missing_files and services.files.exists(row.path)]
     for start in range(0, len(readable), 64):
         batch = readable[start:start + 64]
-        images = [Image.open(io.BytesIO(services.files.read(row.path))) for row in batch]
+        images = [open_stored(services.files.read(row.path)) for row in batch]
         services.vectors.upsert(check.name, [row.id for row in batch], encoder.encode_images(images),
                                 [row.meta for row in batch])
     if len(readable) < len(rows):

@@ -6,7 +6,7 @@ import io
 import warnings
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from webserver.errors import InvalidInput, PayloadTooLarge, UnsupportedMedia
 
@@ -33,9 +33,17 @@ def decode_image(data: bytes, *, name: str, max_bytes: int, max_pixels: int) -> 
         raise PayloadTooLarge(f"{name}: {width}x{height} pixels is over the {max_pixels}-pixel limit.")
     try:
         image.load()
+        image_format = image.format or ""
+        upright = ImageOps.exif_transpose(image)  # a phone's portrait photo is stored sideways + a tag
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidInput(f"{name}: the image is truncated or corrupt ({exc}).") from None
-    return DecodedImage(data, hashlib.sha256(data).hexdigest(), image, image.format or "", width, height)
+    width, height = upright.size
+    return DecodedImage(data, hashlib.sha256(data).hexdigest(), upright, image_format, width, height)
+
+
+def open_stored(data: bytes) -> Image.Image:
+    """A stored image as uploads are encoded: upright by its EXIF orientation."""
+    return ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
 
 
 def _open(data: bytes, name: str) -> Image.Image:

@@ -1,15 +1,15 @@
 """Rebuilding a collection's vectors from the source of truth (metadata rows + stored files)."""
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from webserver.encoders.base import kind_of
 from webserver.errors import AlreadyExists
 from webserver.services.container import Services
+from webserver.services.imaging import open_stored
 from webserver.stores.vectors import VECTOR_LAYOUT
 
 BUILD_SUFFIX = "__reindex"
@@ -44,7 +44,7 @@ def reindex(services: Services, collection: str, *, batch_size: int = 64,
         readable, images = [], []
         for row in batch:
             try:
-                images.append(Image.open(io.BytesIO(services.files.read(row.path))))
+                images.append(open_stored(services.files.read(row.path)))
                 readable.append(row)
             except (OSError, UnidentifiedImageError) as exc:
                 report.missing.append((row.id, f"{row.path}: {exc}"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from webserver.encoders.base import Encoder, kind_of
 from webserver.errors import InvalidInput, NotFound
 from webserver.services.collections import CollectionService
 from webserver.services.images import ImageService, Upload
+from webserver.services.imaging import open_stored
 from webserver.stores.metadata import ImageRecord, MetadataStore
 from webserver.stores.vectors import VectorStore, build_filter
 
@@ -127,7 +127,7 @@ class SearchService:
         if query.image_id is not None:
             self._indexed_record(collection, query.image_id)
             data, _ = self.images.read_file(query.image_id)
-            return Image.open(io.BytesIO(data))
+            return open_stored(data)
         if query.image is None:
             raise InvalidInput("Give an image file or image_id.")
         return self.images.prepare(query.image).decoded.image

@@ -92,8 +92,11 @@ def fill(base: str, collection: str, count: int) -> list[int]:
 
 
 def wait_for_text(page, test_id: str, text: str) -> None:
-    page.wait_for_function(f"document.querySelector('[data-testid={test_id}]').innerText.includes({text!r})",
-                           timeout=10_000)
+    """A locator assertion: it runs under the page's Content-Security-Policy (no script-src 'unsafe-eval',
+    which a wait_for_function expression needs)."""
+    from playwright.sync_api import expect
+
+    expect(page.get_by_test_id(test_id)).to_contain_text(text, timeout=10_000)
 
 
 def search(page, base: str, query: str, collection: str | None = None) -> None:
@@ -220,3 +223,39 @@ def test_a_clicked_scene_plus_a_change_finds_the_expected_target_in_the_top_5(pa
     scene_of = {image_id: index for index, image_id in enumerate(ids)}
     top_labels = [split.labels[scene_of[image_id]] for image_id in result_ids(page)[:5]]
     assert split.labels[query.target] in top_labels, (query, top_labels)
+
+
+def test_the_key_field_unlocks_reads_uploads_and_deletes(browser, make_settings, encoders, tmp_path):
+    """With API_KEYS and READ_API_KEYS set, the page asks for a key, keeps it in localStorage across
+    reloads, and sends it with searches, image reads, uploads and deletes."""
+    key = "page-key-0123456789"
+    with serve(create_app(make_settings(API_KEYS=key, READ_API_KEYS="reader-key"), encoders)) as base:
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as client:
+            response, _ = upload(client, "images", 4)
+            assert response.status_code == 201
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(base + "/")
+        page.wait_for_selector("[data-testid=status].error")
+        assert "API key" in page.get_by_test_id("status").inner_text()
+
+        page.get_by_test_id("api-key").fill(key)
+        page.get_by_test_id("api-key").dispatch_event("change")
+        wait_for_text(page, "collection-info", "4 images")
+        page.reload()  # the key survives in localStorage
+        search(page, base, "a dress")
+        page.wait_for_selector("[data-testid=results] li img[src^='blob:']")  # image bytes read with the key
+        first = result_ids(page)[0]
+
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.locator(f"[data-testid=results] li[data-image-id='{first}'] [data-testid=delete]").click()
+        wait_for_text(page, "status", f"Deleted image {first}")
+        wait_for_text(page, "collection-info", "3 images")
+
+        path = tmp_path / "new.png"
+        path.write_bytes(sample_pngs(5)[4][0])
+        page.locator("details summary").click()
+        page.get_by_test_id("add-files").set_input_files(str(path))
+        page.get_by_test_id("add").click()
+        wait_for_text(page, "status", "Added 1")
+        context.close()

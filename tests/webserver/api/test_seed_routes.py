@@ -27,7 +27,7 @@ def test_get_similar_result_returns_image_urls_of_the_composed_search(client):
     assert response.status_code == 200, response.text
     urls = response.json()
     # Every stored scene but the query's own copy (composed search leaves out the uploaded bytes' copy).
-    assert len(urls) == 7 and all(url.startswith("http://testserver/getImage?img=") for url in urls)
+    assert len(urls) == 7 and all(url.startswith("http://127.0.0.1:7000/getImage?img=") for url in urls)
     assert not any("img=000002.png" in url for url in urls)
     same = client.post("/search", data={"text": TEXT, "top_k": 8},
                        files={"image": ("q.png", samples[2], "image/png")}).json()["results"]

@@ -15,6 +15,7 @@ from webserver.api.schemas import (
     ImagePage,
     ImagePublic,
 )
+from webserver.api.security import READ, WRITE
 from webserver.services.collections import CollectionStatus
 from webserver.stores.metadata import ImageRecord
 
@@ -36,8 +37,8 @@ def in_utc(stored: datetime) -> datetime:
     return stored.replace(tzinfo=UTC) if stored.tzinfo is None else stored
 
 
-@router.get("", response_model=CollectionList, summary="List collections",
-            responses=error_responses(503))
+@router.get("", response_model=CollectionList, summary="List collections", dependencies=READ,
+            responses=error_responses(401, 503))
 def list_collections(services: ServicesDep) -> CollectionList:
     records = services.collections.list_all()
     return CollectionList(items=[CollectionPublic(**collection_fields(services.collections.status(r)))
@@ -45,14 +46,14 @@ def list_collections(services: ServicesDep) -> CollectionList:
 
 
 @router.post("", response_model=CollectionPublic, status_code=201, summary="Create a collection",
-             responses=error_responses(400, 409, 503))
+             dependencies=WRITE, responses=error_responses(400, 401, 403, 409, 503))
 def create_collection(body: CollectionCreate, services: ServicesDep) -> CollectionPublic:
     record = services.collections.create(body.name, body.encoder)
     return CollectionPublic(**collection_fields(services.collections.status(record)))
 
 
 @router.get("/{name}", response_model=CollectionDetail, summary="Encoder, dimension and counts",
-            responses=error_responses(404, 503))
+            dependencies=READ, responses=error_responses(401, 404, 503))
 def get_collection(name: CollectionPath, services: ServicesDep) -> CollectionDetail:
     info = services.collections.describe(name)
     return CollectionDetail(**collection_fields(info.status), milvus_count=info.milvus_count,
@@ -60,14 +61,14 @@ def get_collection(name: CollectionPath, services: ServicesDep) -> CollectionDet
 
 
 @router.delete("/{name}", status_code=204, summary="Delete a collection, its vectors and rows",
-               responses=error_responses(404, 503))
+               dependencies=WRITE, responses=error_responses(401, 403, 404, 503))
 def delete_collection(name: CollectionPath, services: ServicesDep) -> Response:
     services.collections.delete(name)
     return Response(status_code=204)
 
 
 @router.get("/{name}/images", response_model=ImagePage, summary="A page of image metadata",
-            responses=error_responses(404, 503))
+            dependencies=READ, responses=error_responses(401, 404, 503))
 def list_images(name: CollectionPath, services: ServicesDep, limit: PageLimit = 50,
                 offset: PageOffset = 0) -> ImagePage:
     records = services.images.list(name, limit=limit, offset=offset)

@@ -9,6 +9,7 @@ from webserver.api.errors import error_responses
 from webserver.api.params import CollectionPath, ImageIdPath
 from webserver.api.routes.collections import image_public
 from webserver.api.schemas import AddedItem, AddImagesResponse, ImagePublic
+from webserver.api.security import READ, WRITE
 from webserver.api.uploads import uploads_from_form
 from webserver.services.images import AddedImage
 
@@ -16,7 +17,8 @@ router = APIRouter(tags=["images"])
 
 
 @router.post("/collections/{name}/images", response_model=AddImagesResponse, status_code=201,
-             summary="Add images (multipart)", responses=error_responses(400, 404, 409, 413, 415, 503))
+             summary="Add images (multipart)", dependencies=WRITE,
+             responses=error_responses(400, 401, 403, 404, 409, 413, 415, 503))
 async def add_images(
     name: CollectionPath,
     services: ServicesDep,
@@ -38,14 +40,14 @@ async def add_images(
     return AddImagesResponse(items=[AddedItem(**item.__dict__) for item in added])
 
 
-@router.get("/images/{image_id}", response_model=ImagePublic, summary="Image metadata",
-            responses=error_responses(404, 503))
+@router.get("/images/{image_id}", response_model=ImagePublic, summary="Image metadata", dependencies=READ,
+            responses=error_responses(401, 404, 503))
 def get_image(image_id: ImageIdPath, services: ServicesDep) -> ImagePublic:
     return image_public(services.images.get(image_id))
 
 
-@router.get("/images/{image_id}/file", summary="The stored image bytes",
-            responses={200: {"content": {"image/*": {}}}, **error_responses(404, 503)},
+@router.get("/images/{image_id}/file", summary="The stored image bytes", dependencies=READ,
+            responses={200: {"content": {"image/*": {}}}, **error_responses(401, 404, 503)},
             response_class=Response)
 def get_image_file(image_id: ImageIdPath, services: ServicesDep) -> Response:
     data, content_type = services.images.read_file(image_id)
@@ -54,7 +56,7 @@ def get_image_file(image_id: ImageIdPath, services: ServicesDep) -> Response:
 
 
 @router.delete("/images/{image_id}", status_code=204, summary="Delete an image everywhere",
-               responses=error_responses(404, 503))
+               dependencies=WRITE, responses=error_responses(401, 403, 404, 503))
 def delete_image(image_id: ImageIdPath, services: ServicesDep) -> Response:
     services.images.delete(image_id)
     return Response(status_code=204)

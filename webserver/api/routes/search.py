@@ -8,6 +8,7 @@ from webserver.api.deps import MetricsDep, ModelWorkDep, ServicesDep, image_url
 from webserver.api.errors import error_responses
 from webserver.api.params import CollectionForm, ImageIdForm, OffsetForm, TopKForm
 from webserver.api.schemas import SearchHitPublic, SearchResponse
+from webserver.api.security import READ
 from webserver.api.uploads import optional_upload, parse_json_object
 from webserver.services.search import SearchQuery, SearchResult
 
@@ -15,7 +16,7 @@ router = APIRouter(tags=["search"])
 
 
 @router.post("/search", response_model=SearchResponse, summary="Text, image or composed search",
-             responses=error_responses(400, 404, 409, 413, 415, 503))
+             dependencies=READ, responses=error_responses(400, 401, 404, 409, 413, 415, 503))
 async def search(
     services: ServicesDep,
     metrics: MetricsDep,

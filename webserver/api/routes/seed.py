@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import re
 from typing import Annotated
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, File, Query, Request, Response, UploadFile
+from fastapi import APIRouter, File, Query, Response, UploadFile
 
 from webserver.api.deps import MetricsDep, ModelWorkDep, ServicesDep
 from webserver.api.errors import error_responses
 from webserver.api.params import TableName
+from webserver.api.security import READ, public_base
 from webserver.api.uploads import optional_upload
 from webserver.services.container import Services
 from webserver.services.search import SearchQuery, SearchResult
 
-router = APIRouter(tags=["seed-compatible"])
+router = APIRouter(tags=["seed-compatible"], dependencies=READ)
 
 SEED_IMAGE_NAME = re.compile(r"^css_(?:train|test)_(\d{6}\.png)$")
 SEED_TOP_K = 10
@@ -34,7 +36,7 @@ def seed_collection(services: Services, table_name: str | None) -> str:
 
 
 @router.get("/countTable", response_model=int, summary="Seed: images in a collection",
-            responses=error_responses(404, 503))
+            responses=error_responses(401, 404, 503))
 def count_table(services: ServicesDep, table_name: TableName = None) -> int:
     collection = seed_collection(services, table_name)
     services.collections.get_record(collection)
@@ -42,7 +44,7 @@ def count_table(services: ServicesDep, table_name: TableName = None) -> int:
 
 
 @router.get("/getImage", name="seed_get_image", summary="Seed: an image by file name", response_class=Response,
-            responses={200: {"content": {"image/*": {}}}, **error_responses(404, 503)})
+            responses={200: {"content": {"image/*": {}}}, **error_responses(401, 404, 503)})
 def get_image(services: ServicesDep, img: Annotated[str, Query(min_length=1, max_length=255)],
               table_name: TableName = None) -> Response:
     seed_name = SEED_IMAGE_NAME.match(img)
@@ -53,9 +55,8 @@ def get_image(services: ServicesDep, img: Annotated[str, Query(min_length=1, max
 
 
 @router.post("/getSimilarResult", response_model=list[str], summary="Seed: composed search (image + text)",
-             responses=error_responses(400, 404, 409, 413, 415, 503))
+             responses=error_responses(400, 401, 404, 409, 413, 415, 503))
 async def get_similar_result(
-    request: Request,
     services: ServicesDep,
     metrics: MetricsDep,
     work: ModelWorkDep,
@@ -71,6 +72,8 @@ async def get_similar_result(
 
     collection, result = await work.run(answer)
     metrics.observe_search(result.mode, result.stage_seconds)
-    image_url = request.url_for("seed_get_image")
-    return [str(image_url.include_query_params(img=hit.record.filename, table_name=collection))
+    # The seed answered absolute URLs; they come from PUBLIC_URL or the configured host, never from the
+    # request's Host header (a forged Host made every link point elsewhere).
+    base = public_base(services.settings)
+    return [f"{base}/getImage?{urlencode({'img': hit.record.filename, 'table_name': collection})}"
             for hit in result.hits]

@@ -4,8 +4,17 @@
 const $ = (id) => document.getElementById(id);
 const state = { collections: [], reference: null };  // reference: {file} or {imageId, url, collection}
 
+// The key (API_KEYS, or READ_API_KEYS for a reader) stays in this browser's localStorage only.
+const KEY_STORE = "apiKey";
+
+function authHeaders() {
+  const key = localStorage.getItem(KEY_STORE);
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
 async function api(path, options = {}) {
-  const response = await fetch(path, options);
+  const response = await fetch(path, { ...options, headers: { ...authHeaders(), ...(options.headers || {}) } });
+  if (response.status === 401) throw new Error("This server needs an API key: enter it at the top of the page.");
   const body = response.headers.get("content-type")?.includes("json") ? await response.json() : null;
   if (!response.ok) {
     throw new Error(body?.detail ? (typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail))
@@ -58,7 +67,7 @@ async function referenceFor(collection) {
   // An indexed image of another collection travels as a file.
   const ref = state.reference;
   if (ref && ref.imageId !== undefined && ref.collection !== collection) {
-    const blob = await (await fetch(ref.url)).blob();
+    const blob = await (await fetch(ref.url, { headers: authHeaders() })).blob();
     return { file: new File([blob], `image-${ref.imageId}.png`, { type: blob.type }) };
   }
   return ref;
@@ -94,7 +103,7 @@ function renderResults(result) {
     li.dataset.imageId = hit.id;
     li.title = "Use as the reference image";
     const img = document.createElement("img");
-    img.src = hit.url;
+    showImage(img, hit.url);
     img.alt = hit.caption || `image ${hit.id}`;
     img.loading = "lazy";
     const score = document.createElement("div");
@@ -103,7 +112,16 @@ function renderResults(result) {
     const caption = document.createElement("div");
     caption.className = "caption";
     caption.textContent = hit.caption || `id ${hit.id}`;
-    li.append(img, score, caption);
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "delete";
+    remove.textContent = "Delete";
+    remove.dataset.testid = "delete";
+    remove.addEventListener("click", (event) => {
+      event.stopPropagation();
+      deleteImage(hit.id, li);
+    });
+    li.append(img, score, caption, remove);
     li.addEventListener("click", () => {
       setReference({ imageId: hit.id, url: hit.url, collection: result.collection });
       $("text").focus();
@@ -112,6 +130,38 @@ function renderResults(result) {
     return li;
   });
   $("results").replaceChildren(...items);
+}
+
+function showImage(img, url) {
+  // With a key set, reads may need it (READ_API_KEYS): an <img src> cannot send headers, a fetch can.
+  if (!localStorage.getItem(KEY_STORE)) { img.src = url; return; }
+  fetch(url, { headers: authHeaders() })
+    .then((response) => (response.ok ? response.blob() : Promise.reject(new Error(response.statusText))))
+    .then((blob) => { img.src = URL.createObjectURL(blob); })
+    .catch(() => { img.alt = "image not readable"; });
+}
+
+async function deleteImage(imageId, item) {
+  if (!window.confirm(`Delete image ${imageId} from the collection?`)) return;
+  try {
+    await api(`/images/${imageId}`, { method: "DELETE" });
+    item.remove();
+    await showCollectionInfo();
+    setStatus(`Deleted image ${imageId}.`);
+  } catch (error) {
+    setStatus(error.message, true);
+  }
+}
+
+function wireKey() {
+  const input = $("api-key");
+  input.value = localStorage.getItem(KEY_STORE) || "";
+  input.addEventListener("change", () => {
+    const key = input.value.trim();
+    if (key) localStorage.setItem(KEY_STORE, key); else localStorage.removeItem(KEY_STORE);
+    loadCollections($("collection").value).then(() => setStatus(key ? "Key saved in this browser." : "Key removed."))
+      .catch((e) => setStatus(e.message, true));
+  });
 }
 
 async function addImages(event) {
@@ -151,6 +201,7 @@ function wireDropzone() {
 
 window.addEventListener("DOMContentLoaded", async () => {
   wireDropzone();
+  wireKey();
   $("search-form").addEventListener("submit", search);
   $("add-form").addEventListener("submit", addImages);
   $("collection").addEventListener("change", () => showCollectionInfo().catch((e) => setStatus(e.message, true)));
