@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     MAX_UPLOAD_BYTES: int = Field(20 * 1024 * 1024, ge=1)
     MAX_IMAGE_PIXELS: int = Field(40_000_000, ge=1)
     MAX_FILES_PER_REQUEST: int = Field(256, ge=1)
+    MAX_REQUEST_BYTES: int = Field(100 * 1024 * 1024, ge=1, description="any request body, checked before "
+                                                                       "and while it is read")
+    MAX_JSON_BYTES: int = Field(1024 * 1024, ge=1, description="a JSON request body")
+    MAX_REQUEST_PIXELS: int = Field(200_000_000, ge=1, description="all images of one request together, "
+                                                                   "checked from their headers before any decode")
     MODEL_WORKERS: int = Field(2, ge=1, le=64, description="threads that decode, encode and compose for "
                                                            "requests; more requests queue for them")
 

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from config import Settings
 from webserver.api.errors import install_error_handlers
+from webserver.api.limits import BodyLimit
 from webserver.api.model_work import ModelWork
 from webserver.api.observability import Metrics, install_observability
 from webserver.api.openapi import install_openapi
@@ -63,7 +64,8 @@ def create_app(settings: Settings, encoders: EncoderSet | None = None) -> FastAP
     app.state.metrics = Metrics()
     install_observability(app, app.state.metrics)
     install_error_handlers(app)
-    install_security(app, settings)
+    app.add_middleware(BodyLimit, max_bytes=settings.MAX_REQUEST_BYTES, max_json_bytes=settings.MAX_JSON_BYTES)
+    install_security(app, settings)  # outermost: its headers reach every answer, a refused body's too
     install_openapi(app, settings)
     for module in (page, health, metrics, collections, images, search, seed):
         app.include_router(module.router)

@@ -86,7 +86,8 @@ def build_services(settings: Settings, encoders: EncoderSet | None = None) -> Se
     collections = CollectionService(metadata=metadata, vectors=vectors, files=files, encoders=encoders,
                                     defaults=dict(default_collections(settings, encoders)))
     images = ImageService(collections=collections, metadata=metadata, vectors=vectors, files=files,
-                          max_bytes=settings.MAX_UPLOAD_BYTES, max_pixels=settings.MAX_IMAGE_PIXELS)
+                          max_bytes=settings.MAX_UPLOAD_BYTES, max_pixels=settings.MAX_IMAGE_PIXELS,
+                          max_request_pixels=settings.MAX_REQUEST_PIXELS)
     defaults = {"text": settings.MILVUS_TABLE, "image": settings.MILVUS_TABLE, "composed": settings.TIRG_TABLE}
     search = SearchService(collections=collections, images=images, metadata=metadata, vectors=vectors,
                            default_collections=defaults)

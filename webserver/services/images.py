@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from webserver.encoders.base import Encoder
-from webserver.errors import AlreadyExists, InvalidInput, NotFound
+from webserver.errors import AlreadyExists, InvalidInput, NotFound, PayloadTooLarge
 from webserver.services.collections import CollectionService
-from webserver.services.imaging import DecodedImage, decode_image
+from webserver.services.imaging import DecodedImage, checked_size, decode_image
 from webserver.services.retry import retry_contention
 from webserver.stores.files import FileStore
 from webserver.stores.metadata import ImageRecord, MetadataStore, NewImage
@@ -96,13 +96,14 @@ def check_caption(caption: str | None, name: str) -> str | None:
 
 class ImageService:
     def __init__(self, *, collections: CollectionService, metadata: MetadataStore, vectors: VectorStore,
-                 files: FileStore, max_bytes: int, max_pixels: int):
+                 files: FileStore, max_bytes: int, max_pixels: int, max_request_pixels: int | None = None):
         self.collections = collections
         self.metadata = metadata
         self.vectors = vectors
         self.files = files
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
+        self.max_request_pixels = max_request_pixels
 
     def prepare(self, upload: Upload) -> PreparedImage:
         """Decode and validate one upload; raises a domain error naming the file."""
@@ -112,9 +113,21 @@ class ImageService:
                              check_metadata(upload.meta, name))
 
     def add(self, collection: str, uploads: Sequence[Upload]) -> list[AddedImage]:
-        """All-or-nothing validation: one bad file rejects the request before anything is written."""
+        """All-or-nothing validation: one bad file rejects the request before anything is written, and
+        every file's header is checked (sizes, the request's pixel budget) before any file is decoded."""
         self.collections.require_servable(collection)
+        self.check_pixel_budget(uploads)
         return self.add_prepared(collection, [self.prepare(upload) for upload in uploads])
+
+    def check_pixel_budget(self, uploads: Sequence[Upload]) -> None:
+        total = 0
+        for upload in uploads:
+            width, height = checked_size(upload.data, name=upload.filename or "upload", max_bytes=self.max_bytes,
+                                         max_pixels=self.max_pixels)
+            total += width * height
+        if self.max_request_pixels is not None and total > self.max_request_pixels:
+            raise PayloadTooLarge(f"The images of this request hold {total} pixels together, over the "
+                                  f"{self.max_request_pixels}-pixel limit per request: send fewer at a time.")
 
     def add_prepared(self, collection: str, images: Sequence[PreparedImage]) -> list[AddedImage]:
         encoder = self.collections.require_servable(collection)

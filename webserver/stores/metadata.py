@@ -357,13 +357,16 @@ def _reference_files(conn: Connection, images: Sequence[NewImage]) -> None:
 
 def _release_files(conn: Connection, rows: sa.ColumnElement[bool]) -> list[str]:
     """One reference less on the file of each row matching `rows` (one collection's rows: a path occurs
-    once), dropping the files that reach zero; returns their paths. The first statement writes, so SQLite
-    takes its write lock before reading anything."""
+    once), dropping the files that reach zero; returns their paths. The rows are locked first, by a
+    write that changes nothing: so SQLite takes its write lock before reading anything, and of two
+    deletes of the same row on MySQL the second waits, then finds it gone (both used to count it)."""
+    conn.execute(images_table.update().where(rows).values(path=images_table.c.path))
+    paths = sorted({row[0] for row in conn.execute(sa.select(images_table.c.path).where(rows)).all()})
     table = stored_files_table
-    paths = sa.select(images_table.c.path).where(rows)
-    of_rows = table.c.path.in_(paths)
-    conn.execute(table.update().where(of_rows).values(refs=table.c.refs - 1))
-    released = [row[0] for row in conn.execute(sa.select(table.c.path).where(of_rows, table.c.refs <= 0)).all()]
+    for path in paths:  # in path order: no lock cycles between deletes
+        conn.execute(table.update().where(table.c.path == path).values(refs=table.c.refs - 1))
+    released = [row[0] for row in conn.execute(
+        sa.select(table.c.path).where(table.c.path.in_(paths), table.c.refs <= 0)).all()] if paths else []
     if released:
         conn.execute(table.delete().where(table.c.path.in_(released)))
     return released

@@ -113,3 +113,26 @@ def test_an_unreachable_mysql_is_reported_as_unavailable():
     store = MetadataStore(f"mysql+pymysql://app:x@127.0.0.1:{free_port()}/db")
     with pytest.raises(StoreUnavailable, match="metadata database is unavailable"):
         store.ping()
+
+
+def test_two_deletes_of_one_row_release_its_file_once(store):
+    """On MariaDB the second delete counted the row too (its subquery still saw the row while the first
+    delete was uncommitted): the file kept one reference too few, and lost its bytes while still used."""
+    import threading
+
+    store.add_collection(name="c2", encoder_id="enc/a", dimension=4, metric="COSINE")
+    with store.insert_images("c1", [new_image(1)]) as ids:
+        pass
+    with store.insert_images("c2", [new_image(1)]):
+        pass
+
+    def delete_again() -> None:
+        with store.delete_images("c1", ids):
+            pass
+
+    with store.delete_images("c1", ids):
+        second = threading.Thread(target=delete_again)
+        second.start()
+        second.join(timeout=1.0)  # it waits for this delete's commit
+    second.join()
+    assert store.file_references() == {"p/1.png": 1}
