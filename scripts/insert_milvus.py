@@ -34,6 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--captions", type=Path, help="JSON {file: caption} or TSV file<TAB>caption")
     parser.add_argument("--server", help="upload through a running server's API instead, e.g. http://127.0.0.1:7000")
+    parser.add_argument("--api-key", help="with --server: a key of the server's API_KEYS (default: the first "
+                                          "of API_KEYS in this environment)")
     return parser.parse_args(argv)
 
 
@@ -98,8 +100,11 @@ def run_remote(args: argparse.Namespace, files: list[Path]) -> int:
     collection = default_collection(args, settings)
     captions = load_captions(args.captions)
     added = duplicates = failed = 0
-    with httpx.Client(base_url=args.server, timeout=300) as client, \
+    key = args.api_key or next(iter(settings.write_keys), None)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    with httpx.Client(base_url=args.server, timeout=300, headers=headers) as client, \
             tqdm(total=len(files), unit="img", desc=f"uploading to {collection}") as bar:
+        batch_size = min(args.batch_size, files_per_request(client))
         created = client.post("/collections", json={"name": collection, "encoder": args.encoder})
         existing = client.get(f"/collections/{collection}")
         if created.status_code not in (201, 409) or existing.status_code != 200:
@@ -109,9 +114,9 @@ def run_remote(args: argparse.Namespace, files: list[Path]) -> int:
             print(f"error: collection {collection} holds {existing.json()['kind']} vectors, not "
                   f"{args.encoder}; pick another name", file=sys.stderr)
             return 1
-        for start in range(0, len(files), args.batch_size):
+        for start in range(0, len(files), batch_size):
             parts, caption_list, meta_list = [], [], []
-            for path in files[start:start + args.batch_size]:
+            for path in files[start:start + batch_size]:
                 try:
                     data = path.read_bytes()
                     decode_image(data, name=str(path), max_bytes=settings.MAX_UPLOAD_BYTES,
@@ -135,15 +140,23 @@ def run_remote(args: argparse.Namespace, files: list[Path]) -> int:
                 failed += len(refused)
                 duplicates += sum(item["duplicate"] for item in items)
                 added += sum(not item["duplicate"] for item in items)
-            bar.update(min(args.batch_size, len(files) - start))
+            bar.update(min(batch_size, len(files) - start))
             bar.set_postfix(added=added, skipped=duplicates, failed=failed)
     print(f"added {added}, already indexed {duplicates}, failed {failed}")
     return 0
 
 
+def files_per_request(client) -> int:
+    """The server's MAX_FILES_PER_REQUEST, as its OpenAPI document states it (maxItems of `files`)."""
+    schema = client.get("/openapi.json").json()
+    body = schema["paths"]["/collections/{name}/images"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    name = body["schema"]["$ref"].rsplit("/", 1)[-1]
+    return int(schema["components"]["schemas"][name]["properties"]["files"].get("maxItems", 10**9))
+
+
 def post_in_parts(client, collection: str, parts: list, captions: list[str], metas: list[str]):
-    """POST one batch; a 413 (the server allows fewer files per request, or a smaller file, than this
-    side assumed) splits it in halves down to single files, and a single file the server still refuses is
+    """POST one batch; a 413 (the server allows smaller files or requests than this side assumed) splits
+    it in halves down to single files, and a single file the server still refuses is
     listed as failed. Returns (added items, [(filename, reason)]); any other refusal raises RuntimeError."""
     response = client.post(f"/collections/{collection}/images", files=parts,
                            data={"captions": captions, "metadata": metas})

@@ -89,12 +89,14 @@ def test_a_run_killed_half_way_and_restarted_indexes_everything_once(tmp_path, c
 
 
 def test_server_mode_and_the_lock_hint(tmp_path, clip_checkpoint):
-    """--server splits batches to the server's files-per-request limit (before: a 413 ended the run) and
-    lists an unreadable file as failed (before: a traceback)."""
+    """--server splits batches to the server's files-per-request limit, read from its OpenAPI document
+    (before: a 413 ended the run), lists an unreadable file as failed (before: a traceback), and sends
+    the API key the server asks for."""
     folder, data_dir, port = tmp_path / "images", tmp_path / "data", free_port()
     write_image_folder(folder, 20)
     (folder / "unreadable.png").symlink_to("/proc/self/mem")  # a regular file whose read fails, even as root
-    env = script_env(data_dir, clip_checkpoint, PORT=str(port), HOST="127.0.0.1", MAX_FILES_PER_REQUEST="4")
+    env = script_env(data_dir, clip_checkpoint, PORT=str(port), HOST="127.0.0.1", MAX_FILES_PER_REQUEST="4",
+                     API_KEYS="loader-key-0123456789")  # the loader sends the first key of its environment
     server = subprocess.Popen([sys.executable, str(ROOT / "main.py")], env=env, cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
