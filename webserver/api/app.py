@@ -64,7 +64,8 @@ def create_app(settings: Settings, encoders: EncoderSet | None = None) -> FastAP
     app.state.metrics = Metrics()
     install_observability(app, app.state.metrics)
     install_error_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.MAX_REQUEST_BYTES, max_json_bytes=settings.MAX_JSON_BYTES)
+    app.add_middleware(BodyLimit, max_bytes=settings.MAX_REQUEST_BYTES, max_json_bytes=settings.MAX_JSON_BYTES,
+                       max_file_bytes=settings.MAX_UPLOAD_BYTES)
     install_security(app, settings)  # outermost: its headers reach every answer, a refused body's too
     install_openapi(app, settings)
     for module in (page, health, metrics, collections, images, search, seed):

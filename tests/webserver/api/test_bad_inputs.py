@@ -186,3 +186,20 @@ def test_a_deleted_default_collection_stays_deleted(client):
 def test_405_lists_every_method_of_the_path(refusing):
     response = refusing.put("/collections")
     assert response.status_code == 405 and response.headers["allow"] == "GET, POST"
+
+
+def test_a_file_over_the_limit_is_refused_while_it_streams(make_client):
+    """Before, the whole body was spooled to /tmp and the file measured afterwards. (The test client sends
+    the whole body regardless; scripts/probe_limits.py shows a real server stop reading.)"""
+    client = make_client(MAX_UPLOAD_BYTES=1024 * 1024)
+
+    def body():
+        yield b'--b\r\nContent-Disposition: form-data; name="files"; filename="big.png"\r\n\r\n'
+        for _ in range(8):
+            yield b"\0" * (1024 * 1024)
+        yield b"\r\n--b--\r\n"
+
+    response = client.post("/collections/images/images", content=body(),
+                           headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert response.status_code == 413 and "file of this upload" in response.json()["detail"]
+    assert client.get("/collections/images").json()["metadata_count"] == 0
