@@ -40,6 +40,22 @@ def probe(root, mode: str, env: dict, out) -> dict:
     return json.loads(out.read_text())
 
 
+def as_utc_instants(value):
+    """`created` as instants: 0.4.0 wrote UTC times without a zone, 0.5.0 says UTC ("...Z")."""
+    if isinstance(value, dict):
+        return {k: (_instant(v) if k == "created" else as_utc_instants(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_utc_instants(v) for v in value]
+    return value
+
+
+def _instant(text: str):
+    from datetime import UTC, datetime
+
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 @pytest.mark.parametrize("metadata", ["sqlite", "mariadb"])
 def test_a_data_dir_of_release_0_4_0_opens_with_everything_intact(release_0_4_0, metadata, tmp_path,
                                                                   clip_checkpoint, tirg_checkpoint, request):
@@ -63,7 +79,7 @@ def test_a_data_dir_of_release_0_4_0_opens_with_everything_intact(release_0_4_0,
         assert upgraded.returncode == 0, upgraded.stderr
     after = probe(ROOT, "read", env, tmp_path / "after.json")
 
-    assert after == before
+    assert as_utc_instants(after) == as_utc_instants(before)
     backups = list((tmp_path / "data" / "backups").glob("metadata-rev0001-*.db"))
     assert len(backups) == (1 if metadata == "sqlite" else 0)  # SQLite copied itself aside, then upgraded
     url = (f"mysql+pymysql://{env['MYSQL_USER']}:{env['MYSQL_PWD']}@{env['MYSQL_HOST']}:{env['MYSQL_PORT']}/"
