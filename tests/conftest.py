@@ -89,6 +89,21 @@ def milvus_server(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def milvus_standalone(tmp_path_factory):
+    """The real Milvus server (requirements-servers.txt). Skipped where it is not installed, unless
+    REQUIRE_MILVUS_STANDALONE=1 (CI), where that fails."""
+    venv_bin = Path(sys.executable).parent
+    if not (venv_bin / "milvus-server").exists():
+        if os.environ.get("REQUIRE_MILVUS_STANDALONE") == "1":
+            pytest.fail("REQUIRE_MILVUS_STANDALONE=1 but milvus-server is not installed "
+                        "(pip install -r requirements-servers.txt)")
+        pytest.skip("the real Milvus server is not installed (pip install -r requirements-servers.txt)")
+    server = servers.start_milvus_standalone(tmp_path_factory.mktemp("milvus-standalone"), venv_bin)
+    yield server
+    server.stop()
+
+
 def _fresh_mysql_database(server) -> str:
     import pymysql
 
@@ -102,13 +117,14 @@ def _fresh_mysql_database(server) -> str:
 
 @pytest.fixture
 def make_settings(tmp_path, clip_checkpoint, tirg_checkpoint, request):
-    """Settings for one test: its own DATA_DIR; `milvus='server'` / `metadata='mariadb'` switch stores."""
+    """Settings for one test: its own DATA_DIR; `milvus='server'` (milvus-lite's server), `'standalone'`
+    (the real Milvus) and `metadata='mariadb'` switch stores."""
 
     def make(*, milvus: str = "lite", metadata: str = "sqlite", **overrides) -> Settings:
         values = dict(DATA_DIR=tmp_path / "data", CLIP_MODEL=TINY_MODEL, CLIP_PRETRAINED=str(clip_checkpoint),
                       DEVICE="cpu", MILVUS_TABLE="images", TIRG_CHECKPOINT=tirg_checkpoint)
-        if milvus == "server":
-            server = request.getfixturevalue("milvus_server")
+        if milvus in ("server", "standalone"):  # milvus-lite's server, or the real Milvus
+            server = request.getfixturevalue("milvus_server" if milvus == "server" else "milvus_standalone")
             values.update(MILVUS_HOST="127.0.0.1", MILVUS_PORT=server.port,
                           MILVUS_TABLE=f"t{uuid.uuid4().hex[:10]}")
         if metadata == "mariadb":
@@ -190,3 +206,5 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.mariadb)
         if "milvus_server" in item.fixturenames or "server" in params:
             item.add_marker(pytest.mark.milvus_server)
+        if "milvus_standalone" in item.fixturenames or "standalone" in params:
+            item.add_marker(pytest.mark.milvus_standalone)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -86,17 +87,32 @@ def start_mariadb(workdir: Path) -> MariaDB:
 class MilvusServer:
     port: int
     process: subprocess.Popen
+    own_group: bool = False  # started in a session of its own: stop the whole group (the real Milvus's
+    # `milvus-server` is a wrapper whose Milvus child would outlive it, holding fixed ports)
 
     @property
     def uri(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        self.process.terminate()
+        self._signal(signal.SIGTERM)
         try:
-            self.process.wait(timeout=20)
+            self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            self._signal(signal.SIGKILL)
+            self.process.wait()
+        if self.own_group:
+            time.sleep(1)
+            self._signal(signal.SIGKILL)  # any child still there
+
+    def _signal(self, number: int) -> None:
+        try:
+            if self.own_group:
+                os.killpg(self.process.pid, number)
+            else:
+                self.process.send_signal(number)
+        except ProcessLookupError:
+            pass
 
 
 def start_milvus_server(data_dir: Path, venv_bin: Path) -> MilvusServer:
@@ -107,3 +123,31 @@ def start_milvus_server(data_dir: Path, venv_bin: Path) -> MilvusServer:
          "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
     wait_for_port(port, 60)
     return MilvusServer(port, process)
+
+
+def start_milvus_standalone(data_dir: Path, venv_bin: Path, timeout_s: float = 120) -> MilvusServer:
+    """The real Milvus standalone (PyPI `milvus`: its `milvus-server` runs the Milvus binary with an
+    embedded etcd and local storage), every port of its own so parallel runs do not collide. Ready when a
+    client can list collections (the proxy port opens a few seconds before the coordinators are up)."""
+    from pymilvus import MilvusClient
+
+    ports = {name: free_port() for name in ("proxy", "etcd", "root-coord", "proxy-internal", "query-coord",
+                                            "query-node", "index-coord", "index-node", "data-coord", "data-node")}
+    log = (data_dir.parent / f"{data_dir.name}.log").open("wb")
+    process = subprocess.Popen(
+        [str(venv_bin / "milvus-server"), "--data", str(data_dir),
+         *[arg for name, port in ports.items() for arg in (f"--{name}-port", str(port))]],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = MilvusServer(ports["proxy"], process, own_group=True)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            client = MilvusClient(uri=server.uri, timeout=5, dedicated=True)
+            client.list_collections()
+            client.close()
+            return server
+        except Exception:  # not ready yet  # noqa: BLE001
+            if time.monotonic() > deadline or process.poll() is not None:
+                server.stop()
+                raise TimeoutError(f"Milvus standalone did not start: see {data_dir.parent / data_dir.name}.log")
+            time.sleep(1)

@@ -11,6 +11,7 @@ import logging
 import math
 import re
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +106,15 @@ def _literal(key: str, value: Any) -> str:
     raise InvalidInput(f"filter: value of {key!r} must be a string, number or boolean.")
 
 
+# Reads see this process's own writes at once (Session: an upload answered 201 is found by the next
+# search through the same process) without waiting for the server's next time tick, which Strong does
+# on every read (p50 200 ms on a Milvus 2.3 standalone). Another process's writes show up within the
+# server's time-tick interval (200 ms by default).
+# pymilvus records the timestamp of each write for Session reads, but a Milvus 2.3 server reports none
+# for deletes: for a moment after this process deletes, its reads of that collection use Strong.
+READ_CONSISTENCY = "Session"
+STRONG_AFTER_DELETE_S = 1.0
+
 # What create_collection makes: fields id (INT64 primary) / vector (FLOAT_VECTOR) / meta (JSON), COSINE,
 # the index of `index_type`. Bump it with any change there: collections recorded with an older layout are
 # refused until `scripts/reindex.py` rebuilds them (each collection's record carries its layout).
@@ -150,6 +160,7 @@ class VectorStore:
         self._connect_lock = threading.Lock()
         self._loaded: set[str] = set()
         self._unflushed: dict[str, int] = {}
+        self._deleted_at: dict[str, float] = {}
 
     # -- connection --------------------------------------------------------------------------
     @property
@@ -248,7 +259,9 @@ class VectorStore:
 
     def count(self, name: str) -> int:
         self._ensure_loaded(name)
-        rows = self._call("counting", lambda c: c.query(name, filter="", output_fields=["count(*)"]))
+        level = self._read_level(name)
+        rows = self._call("counting", lambda c: c.query(name, filter="", output_fields=["count(*)"],
+                                                        consistency_level=level))
         return int(rows[0]["count(*)"])
 
     # -- vectors -----------------------------------------------------------------------------
@@ -274,12 +287,20 @@ class VectorStore:
     def delete(self, name: str, ids: Sequence[int]) -> None:
         if ids:
             self._call("deleting vectors", lambda c: c.delete(name, ids=[int(i) for i in ids]))
+            self._deleted_at[name] = time.monotonic()
+
+    def _read_level(self, name: str) -> str:
+        deleted = self._deleted_at.get(name)
+        recent = deleted is not None and time.monotonic() - deleted < STRONG_AFTER_DELETE_S
+        return "Strong" if recent else READ_CONSISTENCY
 
     def all_ids(self, name: str, *, batch_size: int = 4096) -> set[int]:
         """Every primary key in the collection (fsck compares them with the rows)."""
         def read(client) -> set[int]:
             found: set[int] = set()
-            iterator = client.query_iterator(name, batch_size=batch_size, filter="", output_fields=["id"])
+            # Strong: a checker in another process must see every write acknowledged before it started.
+            iterator = client.query_iterator(name, batch_size=batch_size, filter="", output_fields=["id"],
+                                             consistency_level="Strong")
             try:
                 while batch := iterator.next():
                     found.update(int(row["id"]) for row in batch)
@@ -292,17 +313,21 @@ class VectorStore:
 
     def get_vectors(self, name: str, ids: Sequence[int]) -> dict[int, np.ndarray]:
         self._ensure_loaded(name)
+        level = self._read_level(name)
         rows = self._call("reading vectors",
-                          lambda c: c.get(name, ids=[int(i) for i in ids], output_fields=[VECTOR_FIELD]))
+                          lambda c: c.get(name, ids=[int(i) for i in ids], output_fields=[VECTOR_FIELD],
+                                          consistency_level=level))
         return {int(row["id"]): np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in rows}
 
     def search(self, name: str, query: np.ndarray, *, limit: int, offset: int = 0,
                expression: str = "") -> list[Hit]:
+        level = self._read_level(name)
+
         def run(client):
             return client.search(name, data=[query.astype(np.float32).tolist()], limit=limit,
                                  offset=offset, filter=expression, anns_field=VECTOR_FIELD,
                                  search_params={"metric_type": "COSINE", "params": self._search_params(limit + offset)},
-                                 output_fields=["id"])
+                                 output_fields=["id"], consistency_level=level)
 
         self._ensure_loaded(name)
         results = self._call("searching", run)

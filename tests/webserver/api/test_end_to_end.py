@@ -1,11 +1,13 @@
-"""The whole API on every store combination: Milvus Lite or server x SQLite or MariaDB."""
+"""The whole API on every store combination: Milvus Lite, milvus-lite's server or the real Milvus x SQLite or
+MariaDB."""
 import pytest
 
 from tests.webserver.api.helpers import upload
 
 
 @pytest.mark.parametrize("milvus, metadata", [("lite", "sqlite"), ("lite", "mariadb"),
-                                              ("server", "sqlite"), ("server", "mariadb")])
+                                              ("server", "sqlite"), ("server", "mariadb"),
+                                              ("standalone", "sqlite"), ("standalone", "mariadb")])
 def test_collection_life_cycle(make_client, milvus, metadata):
     client = make_client(milvus=milvus, metadata=metadata)
     assert client.get("/readyz").json()["status"] == "ready"

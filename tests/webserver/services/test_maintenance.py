@@ -9,7 +9,7 @@ from webserver.services.maintenance import reindex
 from webserver.stores.vectors import VECTOR_LAYOUT
 
 
-@pytest.fixture(params=["lite", "server"])
+@pytest.fixture(params=["lite", "server", "standalone"])
 def services(request, make_settings, encoders):
     services = build_services(make_settings(milvus=request.param), encoders)
     services.metadata.create_schema()

@@ -46,7 +46,7 @@ def test_lite_and_sqlite_to_a_milvus_server_and_mariadb_serve_the_same(source, m
     assert report.images == 29 and manifest["counts"] == {"images": 29, "files": 29, "shards": 3}
     assert manifest["encoder_id"] == source.encoders.clip.encoder_id
 
-    target = build_services(make_settings(DATA_DIR=tmp_path / "target", milvus="server", metadata="mariadb"),
+    target = build_services(make_settings(DATA_DIR=tmp_path / "target", milvus="standalone", metadata="mariadb"),
                             encoders)
     try:
         target.metadata.create_schema()

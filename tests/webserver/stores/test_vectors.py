@@ -10,7 +10,7 @@ from webserver.errors import InvalidInput, NotFound, StoreUnavailable
 from webserver.stores.vectors import DataDirLocked, VectorStore, build_filter
 
 
-@pytest.fixture(params=["lite", "server"])
+@pytest.fixture(params=["lite", "server", "standalone"])
 def store(request, make_settings):
     settings = make_settings(milvus=request.param)
     settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
