@@ -146,8 +146,9 @@ def start_milvus_standalone(data_dir: Path, venv_bin: Path, timeout_s: float = 1
             client.list_collections()
             client.close()
             return server
-        except Exception:  # not ready yet  # noqa: BLE001
+        except Exception as exc:  # not ready yet  # noqa: BLE001
             if time.monotonic() > deadline or process.poll() is not None:
                 server.stop()
-                raise TimeoutError(f"Milvus standalone did not start: see {data_dir.parent / data_dir.name}.log")
+                raise TimeoutError(f"Milvus standalone did not start: see {data_dir.parent / data_dir.name}.log") \
+                    from exc
             time.sleep(1)

@@ -18,7 +18,7 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +32,7 @@ from PIL import Image
 from webserver.encoders.base import kind_of
 from webserver.errors import EncoderMismatch, InvalidInput
 from webserver.services.container import Services
-from webserver.stores.metadata import ImageRecord, NewImage
+from webserver.stores.metadata import CollectionRecord, ImageRecord, NewImage
 from webserver.version import project_version
 
 FORMAT = "composed-retrieval-export/1"
@@ -45,6 +45,7 @@ class ExportReport:
     files: int = 0
     shards: int = 0
     without_vector: list[int] = field(default_factory=list)  # rows left out: no vector in Milvus (see fsck)
+    without_file: list[int] = field(default_factory=list)  # rows left out: their file is gone
 
 
 @dataclass
@@ -67,10 +68,19 @@ def sha256_of(path: Path) -> str:
 def export_collection(services: Services, name: str, out: Path, *, shard_size: int = 100_000,
                       on_rows: Callable[[int], None] | None = None) -> ExportReport:
     record = services.collections.get_record(name)
+    batches = services.metadata.iter_image_batches(name, min(shard_size, 5000))
+    return export_rows(services, record, batches, out, shard_size=shard_size, on_rows=on_rows)
+
+
+def export_rows(services: Services, record: CollectionRecord, batches: Iterable[list[ImageRecord]], out: Path,
+                *, shard_size: int = 100_000, on_rows: Callable[[int], None] | None = None) -> ExportReport:
+    """A dump of `record`'s collection holding these rows (a backup passes the rows of its snapshot). A
+    row whose vector or file is gone by the time it is copied (deleted meanwhile) is left out and listed."""
+    name = record.name
     for folder in ("img_emb", "metadata", "files"):
         (out / folder).mkdir(parents=True, exist_ok=True)
     report, shards = ExportReport(), []
-    for index, rows in enumerate(_row_shards(services, name, shard_size)):
+    for index, rows in enumerate(_row_shards(batches, shard_size)):
         vectors = _vectors_of(services, name, rows)
         kept = [row for row in rows if row.id in vectors]
         report.without_vector += [row.id for row in rows if row.id not in vectors]
@@ -81,15 +91,15 @@ def export_collection(services: Services, name: str, out: Path, *, shard_size: i
                 "encoder_id": record.encoder_id, "dimension": record.dimension, "metric": record.metric,
                 "vector_layout": record.vector_layout, "created": datetime.now(UTC).isoformat(timespec="seconds"),
                 "counts": {"images": report.images, "files": report.files, "shards": len(shards)},
-                "shards": shards, "without_vector": report.without_vector}
+                "shards": shards, "without_vector": report.without_vector, "without_file": report.without_file}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     report.shards = len(shards)
     return report
 
 
-def _row_shards(services: Services, name: str, shard_size: int) -> Iterator[list[ImageRecord]]:
+def _row_shards(batches: Iterable[list[ImageRecord]], shard_size: int) -> Iterator[list[ImageRecord]]:
     shard: list[ImageRecord] = []
-    for batch in services.metadata.iter_image_batches(name, min(shard_size, 5000)):
+    for batch in batches:
         shard.extend(batch)
         while len(shard) >= shard_size:
             yield shard[:shard_size]
@@ -107,17 +117,12 @@ def _vectors_of(services: Services, name: str, rows: list[ImageRecord]) -> dict[
 
 def _write_shard(services: Services, out: Path, index: int, rows: list[ImageRecord],
                  vectors: dict[int, np.ndarray], dimension: int, report: ExportReport) -> dict[str, Any]:
+    rows = [row for row in rows if _copy_file(services, out, row, report)]
     matrix = np.stack([vectors[row.id] for row in rows]).astype(np.float32) if rows else \
         np.zeros((0, dimension), np.float32)
     vector_path = out / "img_emb" / f"img_emb_{index}.npy"
     metadata_path = out / "metadata" / f"metadata_{index}.parquet"
     np.save(vector_path, matrix)
-    for row in rows:
-        target = out / "files" / row.path
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(services.files.read(row.path))
-            report.files += 1
     table = pa.table({
         "id": pa.array([row.id for row in rows], pa.int64()),
         "sha256": [row.sha256 for row in rows],
@@ -134,6 +139,21 @@ def _write_shard(services: Services, out: Path, index: int, rows: list[ImageReco
     return {"vectors": f"img_emb/{vector_path.name}", "vectors_sha256": sha256_of(vector_path),
             "metadata": f"metadata/{metadata_path.name}", "metadata_sha256": sha256_of(metadata_path),
             "rows": len(rows)}
+
+
+def _copy_file(services: Services, out: Path, row: ImageRecord, report: ExportReport) -> bool:
+    target = out / "files" / row.path
+    if target.exists():
+        return True
+    try:
+        data = services.files.read(row.path)
+    except FileNotFoundError:
+        report.without_file.append(row.id)
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    report.files += 1
+    return True
 
 
 # -- import ------------------------------------------------------------------------------------------
@@ -176,7 +196,8 @@ def open_dump(root: Path, encoder_id: str | None = None) -> Dump:
 
 
 def import_collection(services: Services, dump: Dump, *, collection: str | None = None, batch_size: int = 2000,
-                      on_rows: Callable[[int], None] | None = None) -> ImportReport:
+                      on_rows: Callable[[int], None] | None = None, ids_reserved: bool = False) -> ImportReport:
+    """`ids_reserved`: the dump's ids were reserved in the target beforehand (a restore) and are kept."""
     name = collection or dump.collection
     if not name:
         raise InvalidInput("Name the target collection (--collection): the dump does not say.")
@@ -198,7 +219,8 @@ def import_collection(services: Services, dump: Dump, *, collection: str | None 
             raise InvalidInput(f"{vectors_path} holds {vectors.shape} vectors for {len(table)} rows.")
         for start in range(0, len(table), batch_size):
             rows = table.slice(start, batch_size).to_pylist()
-            _import_batch(services, dump, name, rows, np.asarray(vectors[start:start + len(rows)]), report)
+            _import_batch(services, dump, name, rows, np.asarray(vectors[start:start + len(rows)]), report,
+                          ids_reserved)
             if on_rows:
                 on_rows(len(rows))
     services.vectors.flush(name)
@@ -207,7 +229,7 @@ def import_collection(services: Services, dump: Dump, *, collection: str | None 
 
 
 def _import_batch(services: Services, dump: Dump, name: str, rows: list[dict], vectors: np.ndarray,
-                  report: ImportReport) -> None:
+                  report: ImportReport, ids_reserved: bool = False) -> None:
     data: list[bytes | None] = [None if row.get("sha256") else _read(dump.root, row) for row in rows]
     digests = [row.get("sha256") or hashlib.sha256(raw or b"").hexdigest() for row, raw in zip(rows, data, strict=True)]
     seen = set(services.metadata.find_by_sha256(name, digests))
@@ -224,7 +246,8 @@ def _import_batch(services: Services, dump: Dump, name: str, rows: list[dict], v
     images = [_image_row(services, rows[i], raw, digests[i]) for i, raw in zip(fresh, contents, strict=True)]
     created = [_created(rows[i].get("created")) for i in fresh]
     # An id is kept where the target never handed it out (metadata.reserve_ids), else mapped.
-    with services.metadata.insert_images(name, images, ids=wanted, created=created) as stored_ids:
+    with services.metadata.insert_images(name, images, ids=wanted, created=created,
+                                         ids_reserved=ids_reserved) as stored_ids:
         for image, raw in zip(images, contents, strict=True):
             services.files.write(image.path, raw)
         services.vectors.upsert(name, stored_ids, vectors[fresh], [image.meta for image in images])

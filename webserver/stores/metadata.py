@@ -253,7 +253,8 @@ class MetadataStore:
     @contextlib.contextmanager
     def insert_images(self, collection: str, images: Sequence[NewImage], *,
                       ids: Sequence[int | None] | None = None,
-                      created: Sequence[datetime | None] | None = None) -> Iterator[list[int]]:
+                      created: Sequence[datetime | None] | None = None,
+                      ids_reserved: bool = False) -> Iterator[list[int]]:
         """Insert rows in an open transaction and yield their ids; commit only if the block succeeds.
 
         The caller stores the files and writes the vectors inside the block. The rows' file references are
@@ -262,9 +263,13 @@ class MetadataStore:
         Ids are reserved before, in a transaction of their own: never handed out again, even if this one
         rolls back or the process dies. `ids` (an import) asks for given ids, kept where never handed out
         (see reserve_ids); `created` keeps given times. Raises AlreadyExists when a digest is already
-        in the collection (a concurrent insert of the same bytes).
+        in the collection (a concurrent insert of the same bytes). `ids_reserved`: the caller reserved
+        `ids` already (a restore reserves all of a backup's ids at once); they are used as given.
         """
-        reserved = self.reserve_ids(list(ids) if ids is not None else [None] * len(images))
+        if ids_reserved and ids is not None and all(i is not None for i in ids):
+            reserved = [int(i) for i in ids if i is not None]
+        else:
+            reserved = self.reserve_ids(list(ids) if ids is not None else [None] * len(images))
         with _unavailable_as_domain_error("inserting images"):
             try:
                 with self.engine.begin() as conn:
@@ -299,6 +304,10 @@ class MetadataStore:
             conn.execute(id_sequence_table.update().where(_IMAGE_IDS).values(next_id=ceiling))
         return reserved
 
+    def count_all_images(self) -> int:
+        with _unavailable_as_domain_error("counting images"), self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(images_table)).scalar_one())
+
     def next_id(self) -> int:
         """Every id ever handed out is below this."""
         with _unavailable_as_domain_error("reading the id sequence"), self.engine.connect() as conn:
@@ -316,6 +325,21 @@ class MetadataStore:
             released = _release_files(conn, of_these)
             conn.execute(images_table.delete().where(of_these))
             yield released
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Snapshot]:
+        """Reads that all see the database as of one moment (a backup while writes go on): one read
+        transaction, held open (SQLite's WAL keeps its snapshot; MySQL: a consistent snapshot)."""
+        with _unavailable_as_domain_error("opening a snapshot"), self.engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+                conn.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            try:
+                yield Snapshot(conn)
+            finally:
+                conn.rollback()
 
     # -- stored files (for fsck) ----------------------------------------------------------------------
     def file_references(self) -> dict[str, int]:
@@ -338,6 +362,35 @@ class MetadataStore:
             if counted:
                 conn.execute(stored_files_table.insert(), [
                     {"path": path, "sha256": sha, "refs": refs} for path, (sha, refs) in counted.items()])
+
+
+class Snapshot:
+    """Reads of one open transaction (MetadataStore.snapshot)."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    def collections(self) -> list[CollectionRecord]:
+        with _unavailable_as_domain_error("reading collections"):
+            rows = self.conn.execute(collections_table.select().order_by(collections_table.c.name)).all()
+        return [CollectionRecord(**row._mapping) for row in rows]
+
+    def next_id(self) -> int:
+        with _unavailable_as_domain_error("reading the id sequence"):
+            return int(self.conn.execute(sa.select(id_sequence_table.c.next_id).where(_IMAGE_IDS)).scalar_one())
+
+    def image_batches(self, collection: str, batch_size: int) -> Iterator[list[ImageRecord]]:
+        last_id = 0
+        while True:
+            query = (images_table.select().where(images_table.c.collection == collection,
+                                                 images_table.c.id > last_id)
+                     .order_by(images_table.c.id).limit(batch_size))
+            with _unavailable_as_domain_error("reading images"):
+                batch = [ImageRecord(**row._mapping) for row in self.conn.execute(query).all()]
+            if not batch:
+                return
+            yield batch
+            last_id = batch[-1].id
 
 
 def _reference_files(conn: Connection, images: Sequence[NewImage]) -> None:
