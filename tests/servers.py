@@ -125,30 +125,51 @@ def start_milvus_server(data_dir: Path, venv_bin: Path) -> MilvusServer:
     return MilvusServer(port, process)
 
 
-def start_milvus_standalone(data_dir: Path, venv_bin: Path, timeout_s: float = 120) -> MilvusServer:
+@dataclass
+class MilvusStandalone(MilvusServer):
+    """The real Milvus standalone; `restart()` brings it back on the same data and ports."""
+
+    command: list[str] | None = None
+    log_path: Path | None = None
+
+    def restart(self, timeout_s: float = 120) -> None:
+        self.stop()
+        self.process = _launch(self.command or [], self.log_path)
+        _wait_ready(self, timeout_s)
+
+
+def start_milvus_standalone(data_dir: Path, venv_bin: Path, timeout_s: float = 120) -> MilvusStandalone:
     """The real Milvus standalone (PyPI `milvus`: its `milvus-server` runs the Milvus binary with an
     embedded etcd and local storage), every port of its own so parallel runs do not collide. Ready when a
     client can list collections (the proxy port opens a few seconds before the coordinators are up)."""
-    from pymilvus import MilvusClient
-
     ports = {name: free_port() for name in ("proxy", "etcd", "root-coord", "proxy-internal", "query-coord",
                                             "query-node", "index-coord", "index-node", "data-coord", "data-node")}
-    log = (data_dir.parent / f"{data_dir.name}.log").open("wb")
-    process = subprocess.Popen(
-        [str(venv_bin / "milvus-server"), "--data", str(data_dir),
-         *[arg for name, port in ports.items() for arg in (f"--{name}-port", str(port))]],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = MilvusServer(ports["proxy"], process, own_group=True)
+    command = [str(venv_bin / "milvus-server"), "--data", str(data_dir),
+               *[arg for name, port in ports.items() for arg in (f"--{name}-port", str(port))]]
+    log_path = data_dir.parent / f"{data_dir.name}.log"
+    server = MilvusStandalone(ports["proxy"], _launch(command, log_path), own_group=True, command=command,
+                              log_path=log_path)
+    _wait_ready(server, timeout_s)
+    return server
+
+
+def _launch(command: list[str], log_path: Path | None) -> subprocess.Popen:
+    log = log_path.open("ab") if log_path else subprocess.DEVNULL
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_ready(server: MilvusServer, timeout_s: float) -> None:
+    from pymilvus import MilvusClient
+
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             client = MilvusClient(uri=server.uri, timeout=5, dedicated=True)
             client.list_collections()
             client.close()
-            return server
+            return
         except Exception as exc:  # not ready yet  # noqa: BLE001
-            if time.monotonic() > deadline or process.poll() is not None:
+            if time.monotonic() > deadline or server.process.poll() is not None:
                 server.stop()
-                raise TimeoutError(f"Milvus standalone did not start: see {data_dir.parent / data_dir.name}.log") \
-                    from exc
+                raise TimeoutError("Milvus standalone did not start (its log is beside its data)") from exc
             time.sleep(1)
