@@ -101,9 +101,19 @@ class MilvusServer:
         except subprocess.TimeoutExpired:
             self._signal(signal.SIGKILL)
             self.process.wait()
-        if self.own_group:
-            time.sleep(1)
-            self._signal(signal.SIGKILL)  # any child still there
+        if self.own_group:  # let the Milvus child finish its own shutdown (it deregisters its sessions)
+            deadline = time.monotonic() + 30
+            while self._group_alive() and time.monotonic() < deadline:
+                self._signal(signal.SIGTERM)
+                time.sleep(0.5)
+            self._signal(signal.SIGKILL)
+
+    def _group_alive(self) -> bool:
+        try:
+            os.killpg(self.process.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
     def _signal(self, number: int) -> None:
         try:

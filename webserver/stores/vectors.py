@@ -155,7 +155,10 @@ class VectorStore:
         self.is_server = uri.startswith(("http://", "https://", "tcp://", "grpc://"))
         self.index_type = index_type or ("HNSW" if self.is_server else "AUTOINDEX")
         self._token = token
+        # Every call has a deadline: a Milvus that stops answering is a prompt 503, not a hung request.
+        # Loading, creating, flushing and listing a large collection get longer.
         self._timeout_s = timeout_s
+        self._slow_timeout_s = timeout_s * 30
         self._client = None
         self._connect_lock = threading.Lock()
         self._loaded: set[str] = set()
@@ -212,7 +215,7 @@ class VectorStore:
     def _ensure_loaded(self, name: str) -> None:
         """A collection reopened by a new process can be 'released'; load it once before reading."""
         if name not in self._loaded:
-            self._call("loading a collection", lambda c: c.load_collection(name))
+            self._call("loading a collection", lambda c: c.load_collection(name, timeout=self._slow_timeout_s))
             self._loaded.add(name)
 
     def close(self) -> None:
@@ -222,11 +225,11 @@ class VectorStore:
             self._client = None
 
     def ping(self) -> None:
-        self._call("listing collections", lambda c: c.list_collections())
+        self._call("listing collections", lambda c: c.list_collections(timeout=self._timeout_s))
 
     # -- collections -------------------------------------------------------------------------
     def has_collection(self, name: str) -> bool:
-        return bool(self._call("checking a collection", lambda c: c.has_collection(name)))
+        return bool(self._call("checking a collection", lambda c: c.has_collection(name, timeout=self._timeout_s)))
 
     def create_collection(self, name: str, dimension: int) -> None:
         from pymilvus import DataType, MilvusClient
@@ -240,13 +243,14 @@ class VectorStore:
             params = {"M": 16, "efConstruction": 200} if self.index_type == "HNSW" else {}
             index.add_index(field_name=VECTOR_FIELD, index_type=self.index_type, metric_type="COSINE",
                             params=params)
-            client.create_collection(name, schema=schema, index_params=index, consistency_level="Strong")
+            client.create_collection(name, schema=schema, index_params=index, consistency_level="Strong",
+                                     timeout=self._slow_timeout_s)
 
         self._call("creating a collection", create)
 
     def drop_collection(self, name: str) -> None:
         self._loaded.discard(name)
-        self._call("dropping a collection", lambda c: c.drop_collection(name))
+        self._call("dropping a collection", lambda c: c.drop_collection(name, timeout=self._slow_timeout_s))
 
     def replace_collection(self, name: str, replacement: str) -> None:
         """`replacement` takes `name` (the old collection is dropped, the new one renamed): the switch
@@ -254,14 +258,16 @@ class VectorStore:
         self._loaded.discard(name)
         self._loaded.discard(replacement)
         if self.has_collection(name):
-            self._call("dropping the replaced collection", lambda c: c.drop_collection(name))
-        self._call("renaming the rebuilt collection", lambda c: c.rename_collection(replacement, name))
+            self._call("dropping the replaced collection",
+                       lambda c: c.drop_collection(name, timeout=self._slow_timeout_s))
+        self._call("renaming the rebuilt collection", lambda c: c.rename_collection(replacement, name,
+                                                                                  timeout=self._slow_timeout_s))
 
     def count(self, name: str) -> int:
         self._ensure_loaded(name)
         level = self._read_level(name)
         rows = self._call("counting", lambda c: c.query(name, filter="", output_fields=["count(*)"],
-                                                        consistency_level=level))
+                                                        consistency_level=level, timeout=self._timeout_s))
         return int(rows[0]["count(*)"])
 
     # -- vectors -----------------------------------------------------------------------------
@@ -272,7 +278,7 @@ class VectorStore:
         rows = [{"id": int(i), VECTOR_FIELD: v.astype(np.float32).tolist(), META_FIELD: dict(m)}
                 for i, v, m in zip(ids, vectors, metas, strict=True)]
         if rows:
-            self._call("writing vectors", lambda c: c.upsert(name, rows))
+            self._call("writing vectors", lambda c: c.upsert(name, rows, timeout=self._timeout_s))
             self._unflushed[name] = self._unflushed.get(name, 0) + len(rows)
             if self._unflushed[name] >= FLUSH_EVERY_ROWS:
                 self.flush(name)
@@ -282,11 +288,12 @@ class VectorStore:
         Lite's growing segment was ~8x slower here (10k rows: ~150 ms vs ~20 ms), so bulk writers flush
         at the end and the store flushes by itself every FLUSH_EVERY_ROWS rows."""
         self._unflushed[name] = 0
-        self._call("flushing", lambda c: c.flush(name))
+        self._call("flushing", lambda c: c.flush(name, timeout=self._slow_timeout_s))
 
     def delete(self, name: str, ids: Sequence[int]) -> None:
         if ids:
-            self._call("deleting vectors", lambda c: c.delete(name, ids=[int(i) for i in ids]))
+            self._call("deleting vectors", lambda c: c.delete(name, ids=[int(i) for i in ids],
+                                                                         timeout=self._timeout_s))
             self._deleted_at[name] = time.monotonic()
 
     def _read_level(self, name: str) -> str:
@@ -300,7 +307,7 @@ class VectorStore:
             found: set[int] = set()
             # Strong: a checker in another process must see every write acknowledged before it started.
             iterator = client.query_iterator(name, batch_size=batch_size, filter="", output_fields=["id"],
-                                             consistency_level="Strong")
+                                             consistency_level="Strong", timeout=self._slow_timeout_s)
             try:
                 while batch := iterator.next():
                     found.update(int(row["id"]) for row in batch)
@@ -316,7 +323,7 @@ class VectorStore:
         level = self._read_level(name)
         rows = self._call("reading vectors",
                           lambda c: c.get(name, ids=[int(i) for i in ids], output_fields=[VECTOR_FIELD],
-                                          consistency_level=level))
+                                          consistency_level=level, timeout=self._timeout_s))
         return {int(row["id"]): np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in rows}
 
     def search(self, name: str, query: np.ndarray, *, limit: int, offset: int = 0,
@@ -327,7 +334,7 @@ class VectorStore:
             return client.search(name, data=[query.astype(np.float32).tolist()], limit=limit,
                                  offset=offset, filter=expression, anns_field=VECTOR_FIELD,
                                  search_params={"metric_type": "COSINE", "params": self._search_params(limit + offset)},
-                                 output_fields=["id"], consistency_level=level)
+                                 output_fields=["id"], consistency_level=level, timeout=self._timeout_s)
 
         self._ensure_loaded(name)
         results = self._call("searching", run)
