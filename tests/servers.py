@@ -135,20 +135,7 @@ def start_milvus_server(data_dir: Path, venv_bin: Path) -> MilvusServer:
     return MilvusServer(port, process)
 
 
-@dataclass
-class MilvusStandalone(MilvusServer):
-    """The real Milvus standalone; `restart()` brings it back on the same data and ports."""
-
-    command: list[str] | None = None
-    log_path: Path | None = None
-
-    def restart(self, timeout_s: float = 120) -> None:
-        self.stop()
-        self.process = _launch(self.command or [], self.log_path)
-        _wait_ready(self, timeout_s)
-
-
-def start_milvus_standalone(data_dir: Path, venv_bin: Path, timeout_s: float = 120) -> MilvusStandalone:
+def start_milvus_standalone(data_dir: Path, venv_bin: Path, timeout_s: float = 120) -> MilvusServer:
     """The real Milvus standalone (PyPI `milvus`: its `milvus-server` runs the Milvus binary with an
     embedded etcd and local storage), every port of its own so parallel runs do not collide. Ready when a
     client can list collections (the proxy port opens a few seconds before the coordinators are up)."""
@@ -157,8 +144,7 @@ def start_milvus_standalone(data_dir: Path, venv_bin: Path, timeout_s: float = 1
     command = [str(venv_bin / "milvus-server"), "--data", str(data_dir),
                *[arg for name, port in ports.items() for arg in (f"--{name}-port", str(port))]]
     log_path = data_dir.parent / f"{data_dir.name}.log"
-    server = MilvusStandalone(ports["proxy"], _launch(command, log_path), own_group=True, command=command,
-                              log_path=log_path)
+    server = MilvusServer(ports["proxy"], _launch(command, log_path), own_group=True)
     _wait_ready(server, timeout_s)
     return server
 
