@@ -137,8 +137,9 @@ def start_milvus_server(data_dir: Path, venv_bin: Path) -> MilvusServer:
 
 def start_milvus_standalone(data_dir: Path, venv_bin: Path, timeout_s: float = 120) -> MilvusServer:
     """The real Milvus standalone (PyPI `milvus`: its `milvus-server` runs the Milvus binary with an
-    embedded etcd and local storage), every port of its own so parallel runs do not collide. Ready when a
-    client can list collections (the proxy port opens a few seconds before the coordinators are up)."""
+    embedded etcd and local storage), on free ports; its embedded etcd's peer port (2380) is fixed, so one
+    runs per machine at a time. Ready when a client can list collections (the proxy port opens a few
+    seconds before the coordinators are up)."""
     ports = {name: free_port() for name in ("proxy", "etcd", "root-coord", "proxy-internal", "query-coord",
                                             "query-node", "index-coord", "index-node", "data-coord", "data-node")}
     command = [str(venv_bin / "milvus-server"), "--data", str(data_dir),
