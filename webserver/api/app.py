@@ -13,7 +13,7 @@ from webserver.api.limits import BodyLimit
 from webserver.api.model_work import ModelWork
 from webserver.api.observability import Metrics, install_observability
 from webserver.api.openapi import install_openapi
-from webserver.api.routes import collections, health, images, metrics, page, search, seed
+from webserver.api.routes import admin, collections, health, images, metrics, page, search, seed
 from webserver.api.security import install_security
 from webserver.encoders.registry import EncoderSet
 from webserver.errors import DomainError, EncoderMismatch, SchemaVersionError
@@ -28,6 +28,10 @@ def bootstrap(services: Services) -> None:
     is logged, not fatal: /readyz reports it and requests answer 503. A stored layout the code may not
     use (older without permission to upgrade, or newer) stops the start."""
     try:
+        if not services.settings.milvus_is_server:
+            # Take the embedded Milvus Lite file now, not at the first request: a script that opened it
+            # under an idle server (a local backup, a bulk load) would otherwise lock the server out.
+            services.vectors.ping()
         prepare_stores(services, default_collections(services.settings, services.encoders))
         for record in services.collections.mismatched():
             try:
@@ -68,7 +72,7 @@ def create_app(settings: Settings, encoders: EncoderSet | None = None) -> FastAP
                        max_file_bytes=settings.MAX_UPLOAD_BYTES)
     install_security(app, settings)  # outermost: its headers reach every answer, a refused body's too
     install_openapi(app, settings)
-    for module in (page, health, metrics, collections, images, search, seed):
+    for module in (page, health, metrics, collections, images, search, seed, admin):
         app.include_router(module.router)
     page.mount_static(app)
     return app
