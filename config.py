@@ -24,7 +24,14 @@ class Settings(BaseSettings):
     MILVUS_TABLE: str = Field("images", description="default (CLIP) collection, created at startup")
     TIRG_TABLE: str = Field("scenes", description="default TIRG collection, created at startup when "
                                                   "TIRG_CHECKPOINT is set; composed queries go here by default")
-    MILVUS_INDEX_TYPE: str | None = Field(None, description="default: AUTOINDEX on Lite, HNSW on a server")
+    MILVUS_INDEX_TYPE: str | None = Field(None, description="index of new collections: HNSW, IVF_FLAT, FLAT, "
+                                                        "AUTOINDEX; default AUTOINDEX on Lite, HNSW on a server")
+    MILVUS_HNSW_M: int = Field(16, ge=4, le=64, description="HNSW graph degree of new collections")
+    MILVUS_HNSW_EF_CONSTRUCTION: int = Field(200, ge=8, le=2048, description="HNSW build-time candidates")
+    MILVUS_SEARCH_EF: int = Field(64, ge=1, le=32768, description="HNSW search-time candidates (at least the "
+                                                                  "result depth); recall against latency")
+    MILVUS_IVF_NLIST: int = Field(1024, ge=1, le=65536, description="IVF cells of new collections")
+    MILVUS_IVF_NPROBE: int = Field(16, ge=1, le=65536, description="IVF cells scanned per search")
     MILVUS_TIMEOUT_S: float = 10.0
 
     # Metadata: MySQL when MYSQL_HOST is set, an embedded SQLite file otherwise.

@@ -16,7 +16,7 @@ from webserver.services.search import SearchService
 from webserver.stores.files import FileStore
 from webserver.stores.metadata import MetadataStore
 from webserver.stores.schema import SchemaReport
-from webserver.stores.vectors import VectorStore
+from webserver.stores.vectors import IndexSettings, VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,11 @@ def build_services(settings: Settings, encoders: EncoderSet | None = None) -> Se
     encoders = encoders or load_encoders(settings)
     settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
     metadata = MetadataStore(settings.metadata_url)
-    vectors = VectorStore(settings.milvus_uri, token=settings.MILVUS_TOKEN,
-                          index_type=settings.MILVUS_INDEX_TYPE, timeout_s=settings.MILVUS_TIMEOUT_S)
+    index = IndexSettings(index_type=settings.MILVUS_INDEX_TYPE, hnsw_m=settings.MILVUS_HNSW_M,
+                          ef_construction=settings.MILVUS_HNSW_EF_CONSTRUCTION, ivf_nlist=settings.MILVUS_IVF_NLIST,
+                          search_ef=settings.MILVUS_SEARCH_EF, ivf_nprobe=settings.MILVUS_IVF_NPROBE)
+    vectors = VectorStore(settings.milvus_uri, token=settings.MILVUS_TOKEN, index=index,
+                          timeout_s=settings.MILVUS_TIMEOUT_S)
     files = FileStore(settings.files_dir)
     collections = CollectionService(metadata=metadata, vectors=vectors, files=files, encoders=encoders,
                                     defaults=dict(default_collections(settings, encoders)))

@@ -2,7 +2,8 @@
 
 One Milvus collection per project collection: an INT64 primary key (the metadata row id), a
 FLOAT_VECTOR compared by COSINE, and the user's metadata as a JSON field so filters run inside Milvus.
-Collections use Strong consistency: a search or count right after a write must see it.
+Reads use Session consistency (see READ_CONSISTENCY). The index of new collections and how far a search
+explores it are IndexSettings (MILVUS_INDEX_TYPE and friends; defaults from scripts/bench_scale.py).
 """
 from __future__ import annotations
 
@@ -106,6 +107,35 @@ def _literal(key: str, value: Any) -> str:
     raise InvalidInput(f"filter: value of {key!r} must be a string, number or boolean.")
 
 
+@dataclass(frozen=True)
+class IndexSettings:
+    """The index new collections get, and how widely searches explore it. An existing collection keeps
+    the index it was made with: search parameters follow the index each collection has.
+
+    The defaults were chosen with scripts/bench_scale.py (docs/benchmarks.md): HNSW M 16 / efConstruction
+    200 / ef 64 gave recall@10 >= 0.98 at 1M clustered vectors on the Milvus server."""
+    index_type: str | None = None  # None: HNSW on a Milvus server, AUTOINDEX (FAISS HNSW) on Milvus Lite
+    hnsw_m: int = 16
+    ef_construction: int = 200
+    ivf_nlist: int = 1024
+    search_ef: int = 64  # HNSW: candidates explored per search (at least the depth asked for)
+    ivf_nprobe: int = 16  # IVF: cells scanned per search
+
+    def build_params(self, index_type: str) -> dict[str, int]:
+        if index_type == "HNSW":
+            return {"M": self.hnsw_m, "efConstruction": self.ef_construction}
+        if index_type.startswith("IVF"):
+            return {"nlist": self.ivf_nlist}
+        return {}
+
+    def search_params(self, index_type: str, depth: int, *, is_server: bool) -> dict[str, int]:
+        if index_type == "HNSW" or (index_type == "AUTOINDEX" and not is_server):  # Lite: FAISS HNSW
+            return {"ef": max(self.search_ef, depth)}
+        if index_type.startswith("IVF"):
+            return {"nprobe": self.ivf_nprobe}
+        return {}
+
+
 # Reads see this process's own writes at once (Session: an upload answered 201 is found by the next
 # search through the same process) without waiting for the server's next time tick, which Strong does
 # on every read (p50 200 ms on a Milvus 2.3 standalone). Another process's writes show up within the
@@ -149,11 +179,13 @@ def _rejection(exc: Exception, what: str) -> DomainError | None:
 
 
 class VectorStore:
-    def __init__(self, uri: str, *, token: str | None = None, index_type: str | None = None,
+    def __init__(self, uri: str, *, token: str | None = None, index: IndexSettings | None = None,
                  timeout_s: float = 10.0):
         self.uri = uri
         self.is_server = uri.startswith(("http://", "https://", "tcp://", "grpc://"))
-        self.index_type = index_type or ("HNSW" if self.is_server else "AUTOINDEX")
+        self.index = index or IndexSettings()
+        self.index_type = self.index.index_type or ("HNSW" if self.is_server else "AUTOINDEX")
+        self._index_types: dict[str, str] = {}  # collection -> the index type it was made with
         self._token = token
         # Every call has a deadline: a Milvus that stops answering is a prompt 503, not a hung request.
         # Loading, creating, flushing and listing a large collection get longer.
@@ -240,9 +272,8 @@ class VectorStore:
             schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dimension)
             schema.add_field(META_FIELD, DataType.JSON)
             index = client.prepare_index_params()
-            params = {"M": 16, "efConstruction": 200} if self.index_type == "HNSW" else {}
             index.add_index(field_name=VECTOR_FIELD, index_type=self.index_type, metric_type="COSINE",
-                            params=params)
+                            params=self.index.build_params(self.index_type))
             client.create_collection(name, schema=schema, index_params=index, consistency_level="Strong",
                                      timeout=self._slow_timeout_s)
 
@@ -250,13 +281,15 @@ class VectorStore:
 
     def drop_collection(self, name: str) -> None:
         self._loaded.discard(name)
+        self._index_types.pop(name, None)
         self._call("dropping a collection", lambda c: c.drop_collection(name, timeout=self._slow_timeout_s))
 
     def replace_collection(self, name: str, replacement: str) -> None:
         """`replacement` takes `name` (the old collection is dropped, the new one renamed): the switch
         after a rebuild, a few milliseconds without the collection."""
-        self._loaded.discard(name)
-        self._loaded.discard(replacement)
+        for forgotten in (name, replacement):
+            self._loaded.discard(forgotten)
+            self._index_types.pop(forgotten, None)
         if self.has_collection(name):
             self._call("dropping the replaced collection",
                        lambda c: c.drop_collection(name, timeout=self._slow_timeout_s))
@@ -280,13 +313,15 @@ class VectorStore:
         if rows:
             self._call("writing vectors", lambda c: c.upsert(name, rows, timeout=self._timeout_s))
             self._unflushed[name] = self._unflushed.get(name, 0) + len(rows)
-            if self._unflushed[name] >= FLUSH_EVERY_ROWS:
+            if not self.is_server and self._unflushed[name] >= FLUSH_EVERY_ROWS:
                 self.flush(name)
 
     def flush(self, name: str) -> None:
         """Seal freshly written rows into indexed segments. Searching rows that are still in Milvus
         Lite's growing segment was ~8x slower here (10k rows: ~150 ms vs ~20 ms), so bulk writers flush
-        at the end and the store flushes by itself every FLUSH_EVERY_ROWS rows."""
+        at the end and on Lite the store flushes by itself every FLUSH_EVERY_ROWS rows. Not on a server:
+        there each flush seals a segment of its own, and 20 segments of 5,000 rows searched 2-4x slower
+        than the segments the server seals by itself (scripts/bench_scale.py, 100k vectors)."""
         self._unflushed[name] = 0
         self._call("flushing", lambda c: c.flush(name, timeout=self._slow_timeout_s))
 
@@ -331,14 +366,34 @@ class VectorStore:
         level = self._read_level(name)
 
         def run(client):
+            params = {"metric_type": "COSINE", "params": self._search_params(name, limit + offset)}
             return client.search(name, data=[query.astype(np.float32).tolist()], limit=limit,
                                  offset=offset, filter=expression, anns_field=VECTOR_FIELD,
-                                 search_params={"metric_type": "COSINE", "params": self._search_params(limit + offset)},
+                                 search_params=params,
                                  output_fields=["id"], consistency_level=level, timeout=self._timeout_s)
 
         self._ensure_loaded(name)
         results = self._call("searching", run)
         return [Hit(int(hit["id"]), float(hit["distance"])) for hit in results[0]]
 
-    def _search_params(self, depth: int) -> dict[str, int]:
-        return {"ef": max(64, depth)} if self.index_type == "HNSW" else {}
+    def _search_params(self, name: str, depth: int) -> dict[str, int]:
+        return self.index.search_params(self.index_type_of(name), depth, is_server=self.is_server)
+
+    def index_type_of(self, name: str) -> str:
+        """The index the collection was made with (read once: settings may have changed since)."""
+        if name not in self._index_types:
+            described = self._call("describing the index",
+                                   lambda c: c.describe_index(name, VECTOR_FIELD, timeout=self._timeout_s))
+            self._index_types[name] = str((described or {}).get("index_type") or self.index_type)
+        return self._index_types[name]
+
+    def wait_for_index(self, name: str, *, timeout_s: float) -> None:
+        """Until every row written is indexed (a Milvus server builds indexes in the background)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            described = self._call("describing the index",
+                                   lambda c: c.describe_index(name, VECTOR_FIELD, timeout=self._timeout_s))
+            if not described or not int(described.get("pending_index_rows", 0) or 0):
+                return
+            time.sleep(1.0)
+        raise StoreUnavailable(f"Milvus has not indexed collection {name} within {timeout_s:.0f} s.")

@@ -7,7 +7,7 @@ import pytest
 
 from tests.servers import free_port
 from webserver.errors import InvalidInput, NotFound, StoreUnavailable
-from webserver.stores.vectors import DataDirLocked, VectorStore, build_filter
+from webserver.stores.vectors import DataDirLocked, IndexSettings, VectorStore, build_filter
 
 
 @pytest.fixture(params=["lite", "server", "standalone"])
@@ -104,3 +104,52 @@ def test_a_request_milvus_refuses_is_the_callers_error_not_an_outage(filled):
     with pytest.raises(NotFound, match="no such collection"):
         vectors.search("never_made", np.ones(8, np.float32), limit=3)
     assert vectors.client is client and vectors.count(name) == 20
+
+
+@pytest.mark.parametrize("milvus", ["lite", "standalone"])
+def test_index_settings_shape_new_collections_and_searches_follow_each_collections_index(make_settings, milvus):
+    """MILVUS_INDEX_TYPE and friends build new collections; a collection made under other settings is
+    searched with its own index's parameters (before: the store sent HNSW's ef to any index)."""
+    settings = make_settings(milvus=milvus)
+    settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+    data = unit(np.random.default_rng(1).normal(size=(64, 8)).astype(np.float32))
+    ivf = VectorStore(settings.milvus_uri, index=IndexSettings(index_type="IVF_FLAT", ivf_nlist=4, ivf_nprobe=4))
+    ivf.create_collection("made_ivf", 8)
+    ivf.upsert("made_ivf", list(range(1, 65)), data, [{}] * 64)
+    ivf.flush("made_ivf")
+    ivf.close()
+    hnsw = VectorStore(settings.milvus_uri, index=IndexSettings(index_type="HNSW", hnsw_m=8, ef_construction=32,
+                                                                search_ef=16))
+    hnsw.create_collection("made_hnsw", 8)
+    assert hnsw.index_type_of("made_ivf") == "IVF_FLAT" and hnsw.index_type_of("made_hnsw") == "HNSW"
+    assert hnsw.index.search_params("IVF_FLAT", 10, is_server=hnsw.is_server) == {"nprobe": 16}
+    assert hnsw.index.search_params("HNSW", 40, is_server=hnsw.is_server) == {"ef": 40}  # at least the depth
+    if milvus == "standalone":
+        params = hnsw.client.describe_index("made_hnsw", "vector")
+        assert (str(params.get("M")), str(params.get("efConstruction"))) == ("8", "32"), params
+    hits = hnsw.search("made_ivf", data[7], limit=5)
+    assert hits[0].id == 8
+    for name in ("made_ivf", "made_hnsw"):
+        hnsw.drop_collection(name)
+    hnsw.close()
+
+
+@pytest.mark.parametrize("milvus, flushes", [("lite", 2), ("server", 0)])
+def test_only_the_embedded_store_flushes_by_itself(make_settings, monkeypatch, milvus, flushes):
+    """A flush seals a segment: on a Milvus server a flush every few thousand rows left many small
+    segments, 2-4x slower to search than the server's own sealing (scripts/bench_scale.py)."""
+    from webserver.stores import vectors as module
+
+    monkeypatch.setattr(module, "FLUSH_EVERY_ROWS", 4)
+    settings = make_settings(milvus=milvus)
+    settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+    store = VectorStore(settings.milvus_uri)
+    store.create_collection(settings.MILVUS_TABLE, 8)
+    calls = []
+    monkeypatch.setattr(store, "flush", lambda name: calls.append(name))
+    data = unit(np.random.default_rng(2).normal(size=(8, 8)).astype(np.float32))
+    for start in (0, 4):
+        store.upsert(settings.MILVUS_TABLE, list(range(start + 1, start + 5)), data[start:start + 4], [{}] * 4)
+    assert len(calls) == flushes
+    store.drop_collection(settings.MILVUS_TABLE)
+    store.close()
