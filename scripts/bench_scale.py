@@ -99,7 +99,7 @@ def build(store, name: str, base: np.ndarray, batch: int = 5000) -> float:
     store.create_collection(name, DIMENSION)
     for start in tqdm(range(0, len(base), batch), desc=f"inserting {len(base):,}", unit="batch"):
         ids = list(range(start + 1, start + 1 + len(base[start:start + batch])))
-        store.upsert(name, ids, base[start:start + batch], [{}] * len(ids))
+        store.insert(name, ids, base[start:start + batch], [{}] * len(ids))
     store.flush(name)
     store.wait_for_index(name, timeout_s=3600)
     store.count(name)  # loaded and answering
@@ -142,9 +142,10 @@ def run_backend(args, backend: str, size: int, base: np.ndarray, queries: np.nda
         uri = f"http://127.0.0.1:{args.milvus_port}" if backend == "standalone" else f"{scratch}/milvus.db"
         store = VectorStore(uri, index=index, timeout_s=60)
         index_name = store.index_type
-        name = f"bench_{size}_{index_name.lower()}_{int(time.time())}"
+        name = args.existing or f"bench_{size}_{index_name.lower()}_{int(time.time())}"
         rss_before = rss_mb() if backend == "lite" else 0.0
-        build_s = build(store, name, base)
+        build_s = float("nan") if args.existing else build(store, name, base)
+        index_name = store.index_type_of(name)
         pid = milvus_server_pid(args.milvus_port) if backend == "standalone" else "self"
         rss = (rss_mb(pid) if pid else float("nan")) - rss_before
         rows = []
@@ -161,7 +162,7 @@ def run_backend(args, backend: str, size: int, base: np.ndarray, queries: np.nda
                 row.qps[clients] = round(throughput(store, name, queries, clients, args.qps_seconds), 1)
             rows.append(row)
             print(format_row(row), flush=True)
-        if backend == "standalone":
+        if backend == "standalone" and not args.existing:
             store.drop_collection(name)
         store.close()
     return rows
@@ -196,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ef", type=int, nargs="*", default=[], help="search ef (HNSW) or nprobe (IVF) values")
     parser.add_argument("--clients", type=int, nargs="*", default=[1, 8])
     parser.add_argument("--qps-seconds", type=float, default=5.0)
+    parser.add_argument("--existing", help="measure this collection, built before by this script with the same "
+                                           "--sizes (on a server: its build can outlast one run)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
 

@@ -39,7 +39,7 @@ stage = {stage!r}
 if stage == "file stored":
     after(FileStore, "write")
 elif stage == "vectors written":
-    after(VectorStore, "upsert")
+    after(VectorStore, "insert")
 else:
     insert = MetadataStore.insert_images
     @contextlib.contextmanager

@@ -9,6 +9,7 @@ from tests.conftest import ROOT
 from tests.scripts.helpers import run_script, script_env, write_image_folder
 from tests.servers import free_port, wait_for_port
 from webserver.services.bulk import find_image_files
+from webserver.services.container import build_services
 
 
 def counts(data_dir, collection="images"):
@@ -44,6 +45,27 @@ def test_indexes_a_folder_with_captions_and_skips_bad_files(tmp_path, clip_check
     again = run_script("insert_milvus.py", str(folder), "--collection", "fashion", env=env)
     assert "added 0, already indexed 30" in again.stdout
     assert counts(tmp_path / "data", "fashion") == (30, 30, 30)
+
+
+def test_loads_into_the_real_milvus_server_and_mariadb(tmp_path, clip_checkpoint, make_settings, encoders):
+    """The path past the embedded default: the loader writes to a Milvus standalone and MariaDB, and a
+    second run skips what is there."""
+    settings = make_settings(milvus="standalone", metadata="mariadb")
+    write_image_folder(tmp_path / "images", 12)
+    env = script_env(settings.DATA_DIR, clip_checkpoint, **{
+        name: str(getattr(settings, name)) for name in ("MILVUS_HOST", "MILVUS_PORT", "MYSQL_HOST", "MYSQL_PORT",
+                                                         "MYSQL_USER", "MYSQL_PWD", "MYSQL_DB")})
+    collection = f"{settings.MILVUS_TABLE}_fashion"
+    result = run_script("insert_milvus.py", str(tmp_path / "images"), "--collection", collection,
+                        "--batch-size", "5", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "added 12" in result.stdout and "failed 2" in result.stdout
+    again = run_script("insert_milvus.py", str(tmp_path / "images"), "--collection", collection, env=env)
+    assert "added 0, already indexed 12" in again.stdout, again.stdout + again.stderr
+    services = build_services(settings, encoders)
+    assert services.metadata.count_images(collection) == services.vectors.count(collection) == 12
+    services.collections.delete(collection)
+    services.close()
 
 
 # Runs the loader as `python scripts/insert_milvus.py ...` does, except that the process SIGKILLs itself

@@ -168,7 +168,7 @@ class ImageService:
             with self.metadata.insert_images(collection, rows) as ids:
                 for img, row in zip(images, rows, strict=True):
                     self.files.write(row.path, img.decoded.data)
-                self.vectors.upsert(collection, ids, vectors, [img.meta for img in images])
+                self.vectors.insert(collection, ids, vectors, [img.meta for img in images])  # fresh ids
                 written_ids = ids
         except Exception:
             if written_ids:  # the commit failed after the vectors landed

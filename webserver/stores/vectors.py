@@ -304,14 +304,26 @@ class VectorStore:
         return int(rows[0]["count(*)"])
 
     # -- vectors -----------------------------------------------------------------------------
+    def insert(self, name: str, ids: Sequence[int], vectors: np.ndarray,
+               metas: Sequence[Mapping[str, Any]]) -> None:
+        """For ids that are new to the collection (the id sequence never hands one out twice). On a
+        Milvus server an upsert is a delete plus an insert: upserting 1M new ids left 1M tombstones, and
+        compaction then rewrote and re-indexed every segment for longer than the first index build."""
+        self._write(name, ids, vectors, metas, replace=False)
+
     def upsert(self, name: str, ids: Sequence[int], vectors: np.ndarray,
                metas: Sequence[Mapping[str, Any]]) -> None:
-        """Upsert, not insert: a process killed between the Milvus write and the metadata commit leaves
-        vectors under ids the metadata store may hand out again; writing them again replaces them."""
+        """For ids the collection may hold already (repairs, resumed imports and rebuilds): replaces them."""
+        self._write(name, ids, vectors, metas, replace=True)
+
+    def _write(self, name: str, ids: Sequence[int], vectors: np.ndarray, metas: Sequence[Mapping[str, Any]], *,
+               replace: bool) -> None:
         rows = [{"id": int(i), VECTOR_FIELD: v.astype(np.float32).tolist(), META_FIELD: dict(m)}
                 for i, v, m in zip(ids, vectors, metas, strict=True)]
         if rows:
-            self._call("writing vectors", lambda c: c.upsert(name, rows, timeout=self._timeout_s))
+            write = (lambda c: c.upsert(name, rows, timeout=self._timeout_s)) if replace else (
+                lambda c: c.insert(name, rows, timeout=self._timeout_s))
+            self._call("writing vectors", write)
             self._unflushed[name] = self._unflushed.get(name, 0) + len(rows)
             if not self.is_server and self._unflushed[name] >= FLUSH_EVERY_ROWS:
                 self.flush(name)
@@ -388,12 +400,13 @@ class VectorStore:
         return self._index_types[name]
 
     def wait_for_index(self, name: str, *, timeout_s: float) -> None:
-        """Until every row written is indexed (a Milvus server builds indexes in the background)."""
+        """Until every row written is indexed (a Milvus server builds indexes in the background). Rows the
+        server re-indexes after merging segments (pending_index_rows) are searchable meanwhile."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             described = self._call("describing the index",
-                                   lambda c: c.describe_index(name, VECTOR_FIELD, timeout=self._timeout_s))
-            if not described or not int(described.get("pending_index_rows", 0) or 0):
+                                   lambda c: c.describe_index(name, VECTOR_FIELD, timeout=self._timeout_s)) or {}
+            if int(described.get("indexed_rows", 0) or 0) >= int(described.get("total_rows", 0) or 0):
                 return
             time.sleep(1.0)
         raise StoreUnavailable(f"Milvus has not indexed collection {name} within {timeout_s:.0f} s.")

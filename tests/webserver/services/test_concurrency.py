@@ -24,7 +24,7 @@ def two_collections(request, make_settings, encoders):
     services.close()
 
 
-@pytest.mark.parametrize("store, step", [("metadata", "insert_images"), ("vectors", "upsert")])
+@pytest.mark.parametrize("store, step", [("metadata", "insert_images"), ("vectors", "insert")])
 def test_a_delete_racing_an_upload_of_the_same_bytes_keeps_the_file(two_collections, monkeypatch, store, step):
     """Before, the delete counted the file's references before the upload's row committed and removed the
     file after the upload had found it present: b's new row kept its vector, and its file was gone.
@@ -36,7 +36,10 @@ def test_a_delete_racing_an_upload_of_the_same_bytes_keeps_the_file(two_collecti
     target = getattr(services, store)
     original = getattr(target, step)
 
+    reached = []
+
     def step_while_deleting(*args, **kwargs):
+        reached.append(step)
         deleting = threading.Thread(target=services.images.delete, args=(in_a.id,))
         deleting.start()
         deleting.join(timeout=1.0)
@@ -46,6 +49,7 @@ def test_a_delete_racing_an_upload_of_the_same_bytes_keeps_the_file(two_collecti
     with ThreadPoolExecutor(1) as pool:
         [in_b] = pool.submit(services.images.add, "b", [upload]).result()
     monkeypatch.undo()
+    assert reached == [step]  # the upload went through the step the delete races
     assert services.images.read_file(in_b.id)[0] == upload.data
     time.sleep(0.5)  # the delete, if it waited, is done by now
     assert services.metadata.get_images([in_a.id]) == {}
