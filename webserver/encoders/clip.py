@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from webserver.encoders.base import CLIP, choose_precision, pick_device, unanswered
+from webserver.encoders.short_context import short_context_encode
 from webserver.errors import EncoderLoadError
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
@@ -76,6 +77,9 @@ class ClipEncoder:
         self.model, self.preprocess, self.tokenizer = _load(model_name, pretrained, self.device)
         self.model.to(self.dtype)
         self.encoder_id = describe_weights(model_name, pretrained)
+        # Over the captions' real length where that is exact (8 tokens instead of 77 for a short query).
+        self.encode_text_tokens = short_context_encode(self.model) or (
+            lambda tokens: self.model.encode_text(tokens, normalize=True))
         # One forward pass at a time: torch already uses every core for one batch.
         self._lock = threading.Lock()
         self.dimension = int(self._probe_dimension())
@@ -113,7 +117,7 @@ class ClipEncoder:
     def _encode_text_batch(self, texts: list[str]) -> np.ndarray:
         tokens = self.tokenizer(texts)
         with self._lock, torch.inference_mode():
-            features = self.model.encode_text(tokens.to(self.device), normalize=True)
+            features = self.encode_text_tokens(tokens.to(self.device))
         return _to_unit_numpy(features)
 
 

@@ -112,3 +112,31 @@ def test_a_pretrained_tag_loads_offline_from_the_local_cache(clip_checkpoint, en
     np.testing.assert_allclose(cached.encode_images(images), encoder.encode_images(images), atol=1e-5)
     with pytest.raises(EncoderLoadError, match="not in the local cache"):
         ClipEncoder(TINY_MODEL, "not-cached", device="cpu")
+
+
+def captions(count: int) -> list[str]:
+    """Short and long captions, some past the context (truncated by the tokenizer)."""
+    rng = np.random.default_rng(0)
+    words = ("a red dress with long sleeves", "small blue metal sphere", "shoe", "bag on the left of the cube",
+             "make the large cylinder green", "t-shirt")
+    return [" and ".join(rng.choice(words, size=int(rng.integers(1, 25)))) for _ in range(count)]
+
+
+@pytest.mark.parametrize("weights", ["tiny", "shipped css-clip"])
+def test_text_over_the_real_length_equals_the_full_context(clip_checkpoint, weights):
+    """The causal text tower pools at the end-of-text token: running only the positions up to it gives
+    the full context's vector (before: every caption ran all 77 positions)."""
+    from webserver.encoders.short_context import short_context_encode
+
+    model, pretrained = (TINY_MODEL, str(clip_checkpoint)) if weights == "tiny" else ("css-clip", "models/css-clip.pt")
+    encoder = ClipEncoder(model, pretrained, device="cpu", precision="fp32")
+    short_encode = short_context_encode(encoder.model)
+    assert short_encode is not None
+    texts = [*captions(300), "shoe"]
+    tokens = encoder.tokenizer(texts)
+    assert int(tokens.argmax(dim=-1).max()) == tokens.shape[1] - 1  # one caption fills the whole context
+    with torch.inference_mode():
+        full = encoder.model.encode_text(tokens, normalize=True).numpy()
+        one = short_encode(encoder.tokenizer(["shoe"])).numpy()  # 3 positions instead of 77
+    assert (np.sum(full * encoder.encode_texts(texts), axis=1) >= 0.99999).all()
+    assert float(one[0] @ full[-1]) >= 0.99999
