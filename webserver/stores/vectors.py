@@ -377,14 +377,15 @@ class VectorStore:
                expression: str = "") -> list[Hit]:
         level = self._read_level(name)
 
+        self._ensure_loaded(name)
+        params = {"metric_type": "COSINE", "params": self._search_params(name, limit + offset)}
+
         def run(client):
-            params = {"metric_type": "COSINE", "params": self._search_params(name, limit + offset)}
             return client.search(name, data=[query.astype(np.float32).tolist()], limit=limit,
                                  offset=offset, filter=expression, anns_field=VECTOR_FIELD,
                                  search_params=params,
                                  output_fields=["id"], consistency_level=level, timeout=self._timeout_s)
 
-        self._ensure_loaded(name)
         results = self._call("searching", run)
         return [Hit(int(hit["id"]), float(hit["distance"])) for hit in results[0]]
 
@@ -394,8 +395,11 @@ class VectorStore:
     def index_type_of(self, name: str) -> str:
         """The index the collection was made with (read once: settings may have changed since)."""
         if name not in self._index_types:
-            described = self._call("describing the index",
-                                   lambda c: c.describe_index(name, VECTOR_FIELD, timeout=self._timeout_s))
+            try:
+                described = self._call("describing the index",
+                                       lambda c: c.describe_index(name, VECTOR_FIELD, timeout=self._timeout_s))
+            except (InvalidInput, NotFound):
+                return self.index_type  # a collection dropped meanwhile: the search itself says so
             self._index_types[name] = str((described or {}).get("index_type") or self.index_type)
         return self._index_types[name]
 
