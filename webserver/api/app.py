@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from config import Settings
 from webserver.api.errors import install_error_handlers
@@ -63,8 +64,10 @@ def create_app(settings: Settings, encoders: EncoderSet | None = None) -> FastAP
         app.state.model_work.shutdown()
         services.close()
 
-    app = FastAPI(title="Composed image retrieval", version=project_version(), lifespan=lifespan,
-                  description="Search an image collection by text, by image, or by image + text change.")
+    # /docs and /redoc with their JavaScript and CSS served from the installed package, not a CDN:
+    # they work offline.
+    app = FastAPIOffline(title="Composed image retrieval", version=project_version(), lifespan=lifespan,
+                         description="Search an image collection by text, by image, or by image + text change.")
     app.state.metrics = Metrics()
     install_observability(app, app.state.metrics)
     install_error_handlers(app)

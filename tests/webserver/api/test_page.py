@@ -259,3 +259,25 @@ def test_the_key_field_unlocks_reads_uploads_and_deletes(browser, make_settings,
         page.get_by_test_id("add").click()
         wait_for_text(page, "status", "Added 1")
         context.close()
+
+
+@pytest.mark.parametrize("path, operation", [("/docs", ".opblock-summary-path"), ("/redoc", "[data-section-id]")])
+def test_the_api_docs_work_offline(page, served, path, operation):
+    """Swagger UI and ReDoc load their scripts from this server (before: a CDN, so /docs was blank
+    offline). Every request to another host is refused here, as it would fail offline; only ReDoc's
+    "powered by" logo comes from elsewhere, an image whose absence changes nothing."""
+    base = served
+    elsewhere: list[tuple[str, str]] = []
+
+    def only_this_server(route):
+        if route.request.url.startswith(base):
+            route.continue_()
+        else:
+            elsewhere.append((route.request.resource_type, route.request.url))
+            route.abort()
+
+    page.route("**/*", only_this_server)
+    page.goto(base + path)
+    page.wait_for_selector(operation, timeout=20_000)
+    assert "/search" in page.content()
+    assert [url for kind, url in elsewhere if kind != "image"] == [], elsewhere
