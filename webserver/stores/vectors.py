@@ -307,8 +307,8 @@ class VectorStore:
     def insert(self, name: str, ids: Sequence[int], vectors: np.ndarray,
                metas: Sequence[Mapping[str, Any]]) -> None:
         """For ids that are new to the collection (the id sequence never hands one out twice). On a
-        Milvus server an upsert is a delete plus an insert: upserting 1M new ids left 1M tombstones, and
-        compaction then rewrote and re-indexed every segment for longer than the first index build."""
+        Milvus server an upsert is a delete plus an insert: every new row also wrote a tombstone for
+        compaction to clear (100k rows: built in 157-260 s by upserts, 119 s by inserts)."""
         self._write(name, ids, vectors, metas, replace=False)
 
     def upsert(self, name: str, ids: Sequence[int], vectors: np.ndarray,
