@@ -6,7 +6,7 @@ rebuilt from it (scripts/reindex.py).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -238,17 +238,11 @@ class MetadataStore:
             return [ImageRecord(**row._mapping) for row in conn.execute(query).all()]
 
     def iter_image_batches(self, collection: str, batch_size: int) -> Iterator[list[ImageRecord]]:
-        last_id = 0
-        while True:
-            query = (images_table.select().where(images_table.c.collection == collection,
-                                                 images_table.c.id > last_id)
-                     .order_by(images_table.c.id).limit(batch_size))
-            with _unavailable_as_domain_error("reading images"), self.engine.connect() as conn:
-                batch = [ImageRecord(**row._mapping) for row in conn.execute(query).all()]
-            if not batch:
-                return
-            yield batch
-            last_id = batch[-1].id
+        def read(query: sa.Select) -> Sequence[sa.Row]:
+            with self.engine.connect() as conn:  # a connection per batch: writers are not held up
+                return conn.execute(query).all()
+
+        return _image_batches(read, collection, batch_size)
 
     @contextlib.contextmanager
     def insert_images(self, collection: str, images: Sequence[NewImage], *,
@@ -380,17 +374,22 @@ class Snapshot:
             return int(self.conn.execute(sa.select(id_sequence_table.c.next_id).where(_IMAGE_IDS)).scalar_one())
 
     def image_batches(self, collection: str, batch_size: int) -> Iterator[list[ImageRecord]]:
-        last_id = 0
-        while True:
-            query = (images_table.select().where(images_table.c.collection == collection,
-                                                 images_table.c.id > last_id)
-                     .order_by(images_table.c.id).limit(batch_size))
-            with _unavailable_as_domain_error("reading images"):
-                batch = [ImageRecord(**row._mapping) for row in self.conn.execute(query).all()]
-            if not batch:
-                return
-            yield batch
-            last_id = batch[-1].id
+        return _image_batches(lambda query: self.conn.execute(query).all(), collection, batch_size)
+
+
+def _image_batches(read: Callable[[sa.Select], Sequence[sa.Row]], collection: str,
+                   batch_size: int) -> Iterator[list[ImageRecord]]:
+    """A collection's rows in id order, batch_size at a time (keyset pagination); `read` runs each query."""
+    last_id = 0
+    while True:
+        query = (images_table.select().where(images_table.c.collection == collection, images_table.c.id > last_id)
+                 .order_by(images_table.c.id).limit(batch_size))
+        with _unavailable_as_domain_error("reading images"):
+            batch = [ImageRecord(**row._mapping) for row in read(query)]
+        if not batch:
+            return
+        yield batch
+        last_id = batch[-1].id
 
 
 def _reference_files(conn: Connection, images: Sequence[NewImage]) -> None:

@@ -396,20 +396,23 @@ class VectorStore:
         """The index the collection was made with (read once: settings may have changed since)."""
         if name not in self._index_types:
             try:
-                described = self._call("describing the index",
-                                       lambda c: c.describe_index(name, VECTOR_FIELD, timeout=self._timeout_s))
+                described = self._describe_index(name)
             except (InvalidInput, NotFound):
                 return self.index_type  # a collection dropped meanwhile: the search itself says so
-            self._index_types[name] = str((described or {}).get("index_type") or self.index_type)
+            self._index_types[name] = str(described.get("index_type") or self.index_type)
         return self._index_types[name]
+
+    def _describe_index(self, name: str) -> dict[str, Any]:
+        described = self._call("describing the index",
+                               lambda c: c.describe_index(name, VECTOR_FIELD, timeout=self._timeout_s))
+        return dict(described or {})
 
     def wait_for_index(self, name: str, *, timeout_s: float) -> None:
         """Until every row written is indexed (a Milvus server builds indexes in the background). Rows the
         server re-indexes after merging segments (pending_index_rows) are searchable meanwhile."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            described = self._call("describing the index",
-                                   lambda c: c.describe_index(name, VECTOR_FIELD, timeout=self._timeout_s)) or {}
+            described = self._describe_index(name)
             if int(described.get("indexed_rows", 0) or 0) >= int(described.get("total_rows", 0) or 0):
                 return
             time.sleep(1.0)
