@@ -88,13 +88,14 @@ class SearchService:
         started = time.perf_counter()
         _check_paging(query)
         mode = query_mode(query)
-        collection = query.collection or self.default_collections[mode]
+        collection = self._collection_for(query, mode)
         encoder = self.collections.require_servable(collection)
         check_answerable(collection, encoder, mode)
-        expression = build_filter(query.filter, exclude_id=self._query_image_id(query, collection, mode))
+        source = self._source_record(query)
+        expression = build_filter(query.filter, exclude_id=self._excluded_id(query, source, collection, mode))
         stages = _StageClock()
         with stages("encode"):
-            vector = self._query_vector(query, collection, mode, encoder)
+            vector = self._query_vector(query, source, collection, mode, encoder)
         with stages("milvus_search"):
             hits = self.vectors.search(collection, vector, limit=query.top_k, offset=query.offset,
                                        expression=expression)
@@ -104,42 +105,60 @@ class SearchService:
         took_ms = (time.perf_counter() - started) * 1000
         return SearchResult(mode, collection, took_ms, found, stages.seconds)
 
-    def _query_image_id(self, query: SearchQuery, collection: str, mode: str) -> int | None:
-        """The indexed image a query starts from, kept out of its results: the `image_id`, or, for a composed
-        query with an uploaded file, a stored copy of those bytes ("this one, but blue" never wants the
-        unchanged image back; the paper's protocol). An image query by upload still finds its copy."""
-        if query.image_id is not None or mode != "composed" or query.image is None:
-            return query.image_id
-        digest = hashlib.sha256(query.image.data).hexdigest()
+    def _collection_for(self, query: SearchQuery, mode: str) -> str:
+        if query.collection:
+            return query.collection
+        if not any(mode in encoder.modes for encoder in self.collections.encoders.by_kind.values()):
+            raise InvalidInput(f"No model loaded here answers {MODE_WORDS[mode]} queries: composed queries need a "
+                               "TIRG model; start the server with TIRG_CHECKPOINT set to a TIRG checkpoint (the "
+                               "demo's is models/tirg-css.pt).")
+        return self.default_collections[mode]
+
+    def _source_record(self, query: SearchQuery) -> ImageRecord | None:
+        """The row of `image_id`, in whichever collection holds it: any stored image can start a query."""
+        if query.image_id is None:
+            return None
+        record = self.metadata.get_images([query.image_id]).get(query.image_id)
+        if record is None:
+            raise NotFound(f"Image {query.image_id} does not exist.")
+        return record
+
+    def _excluded_id(self, query: SearchQuery, source: ImageRecord | None, collection: str, mode: str) -> int | None:
+        """The indexed image a query starts from, kept out of its results: the `image_id` itself, or the copy
+        of its bytes in the searched collection when it came from another one; for a composed query with an
+        uploaded file, a stored copy of those bytes ("this one, but blue" never wants the unchanged image
+        back; the paper's protocol). An image query by upload still finds its copy."""
+        if source is not None:
+            if source.collection == collection:
+                return source.id
+            digest = source.sha256
+        elif mode == "composed" and query.image is not None:
+            digest = hashlib.sha256(query.image.data).hexdigest()
+        else:
+            return None
         return self.metadata.find_by_sha256(collection, [digest]).get(digest)
 
-    def _query_vector(self, query: SearchQuery, collection: str, mode: str, encoder: Encoder) -> np.ndarray:
+    def _query_vector(self, query: SearchQuery, source: ImageRecord | None, collection: str, mode: str,
+                      encoder: Encoder) -> np.ndarray:
         if mode == "text":
             return encoder.encode_texts([_checked_text(query.text)])[0]
         if mode == "composed":
             # Composition needs the image encoder's raw features, not the stored unit vector: re-encode.
-            return encoder.compose([self._query_image(query, collection)], [_checked_text(query.text)])[0]
-        if query.image_id is not None:
-            return self._indexed_vector(collection, query.image_id)
-        return encoder.encode_images([self._query_image(query, collection)])[0]
+            return encoder.compose([self._query_image(query, source)], [_checked_text(query.text)])[0]
+        if source is not None and source.collection == collection:
+            return self._indexed_vector(collection, source.id)
+        # An upload, or an image of another collection (other vectors, perhaps another model): encode it.
+        return encoder.encode_images([self._query_image(query, source)])[0]
 
-    def _query_image(self, query: SearchQuery, collection: str) -> Image.Image:
-        if query.image_id is not None:
-            self._indexed_record(collection, query.image_id)
-            data, _ = self.images.read_file(query.image_id)
+    def _query_image(self, query: SearchQuery, source: ImageRecord | None) -> Image.Image:
+        if source is not None:
+            data, _ = self.images.read_file(source.id)
             return open_stored(data)
         if query.image is None:
             raise InvalidInput("Give an image file or image_id.")
         return self.images.prepare(query.image).decoded.image
 
-    def _indexed_record(self, collection: str, image_id: int) -> ImageRecord:
-        record = self.metadata.get_images([image_id], collection=collection).get(image_id)
-        if record is None:
-            raise NotFound(f"Image {image_id} is not in collection {collection!r}.")
-        return record
-
     def _indexed_vector(self, collection: str, image_id: int) -> np.ndarray:
-        self._indexed_record(collection, image_id)
         vector = self.vectors.get_vectors(collection, [image_id]).get(image_id)
         if vector is None:
             raise NotFound(f"Image {image_id} has no vector in Milvus; rebuild with scripts/reindex.py.")

@@ -80,6 +80,31 @@ def test_without_a_tirg_model_tirg_collections_are_refused_clearly(make_settings
         refused = client.post("/search", data={"collection": "scenes", "image_id": 1})
         assert refused.status_code == 409
         assert client.post("/search", data={"text": "a dress"}).status_code == 200  # CLIP still serves
+        composed = client.post("/search", data={"text": TEXT, "image_id": 1})  # no collection: the default's
+        assert composed.status_code == 400 and "TIRG_CHECKPOINT" in composed.json()["detail"], composed.text
+
+
+def test_an_image_of_any_collection_starts_a_query(client):
+    """An image_id of the CLIP collection queries the TIRG one: its stored file is encoded with the searched
+    collection's model, and the copy of its bytes there stays out of the results."""
+    scenes = tirg_collection(client, count=6)
+    response, _ = upload(client, "images", 6)  # the same six images, under other ids
+    images = [item["id"] for item in response.json()["items"]]
+    assert not set(images) & set(scenes)
+    composed = client.post("/search", data={"text": TEXT, "image_id": images[2], "top_k": 10})
+    assert composed.status_code == 200, composed.text
+    body = composed.json()
+    assert body["collection"] == "scenes" and scenes[2] not in [hit["id"] for hit in body["results"]]
+    stored_png = client.get(f"/images/{images[2]}/file").content
+    by_file = client.post("/search", data={"collection": "scenes", "text": TEXT, "top_k": 10},
+                          files={"image": ("q.png", stored_png, "image/png")}).json()["results"]
+    assert [h["id"] for h in by_file] == [h["id"] for h in body["results"]]
+    assert np.allclose([h["score"] for h in by_file], [h["score"] for h in body["results"]], atol=1e-5)
+
+    image = client.post("/search", data={"collection": "scenes", "image_id": images[4], "top_k": 10}).json()
+    assert image["mode"] == "image" and scenes[4] not in [hit["id"] for hit in image["results"]]
+    missing = client.post("/search", data={"text": TEXT, "image_id": 987654})
+    assert missing.status_code == 404 and "does not exist" in missing.json()["detail"]
 
 
 def test_the_default_collection_follows_the_query_mode(client):
