@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import os
 import re
 import time
 import uuid
@@ -96,10 +97,26 @@ class JsonFormatter(logging.Formatter):
 
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+# Libraries' INFO chatter at start: faiss reports the AVX2/AVX-512 builds it could not import (a
+# ModuleNotFoundError line that reads like a failure), Alembic its SQL dialect. Their warnings still show.
+CHATTY_LOGGERS = ("faiss.loader", "alembic.runtime.migration")
+
+
+class LibraryChatterFilter(logging.Filter):
+    """open_clip logs a dozen INFO lines per model through the root logger (`logging.info`), so its
+    records are told apart by the file that wrote them; its warnings pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from_open_clip = record.name == "root" and f"{os.sep}open_clip{os.sep}" in record.pathname
+        return record.levelno >= logging.WARNING or not from_open_clip
 
 
 def configure_logging(fmt: str = "json", level: int = logging.INFO) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     handler.addFilter(RequestIdFilter())
+    if level > logging.DEBUG:
+        handler.addFilter(LibraryChatterFilter())
+        for name in CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
     logging.basicConfig(level=level, handlers=[handler], force=True)

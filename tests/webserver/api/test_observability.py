@@ -46,3 +46,27 @@ def test_a_request_id_is_echoed_and_reaches_the_logs(client, caplog):
                                                hostile.headers["X-Request-ID"]]
     line = json.loads(JsonFormatter().format(records[0]))
     assert (line["request_id"], line["route"], line["status"]) == ("abc-123", "/healthz", 200)
+
+
+def test_library_chatter_stays_out_of_the_log_and_warnings_do_not(capsys):
+    import open_clip
+
+    from webserver.api.observability import CHATTY_LOGGERS, configure_logging
+    from webserver.encoders.clip import register_model_configs
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, {name: logging.getLogger(name).level for name in CHATTY_LOGGERS}
+    try:
+        configure_logging("text")
+        register_model_configs()
+        open_clip.get_tokenizer("css-clip")  # open_clip logs "Parsing tokenizer identifier" through the root logger
+        logging.getLogger("faiss.loader").info("Could not load library with AVX2 support due to: ModuleNotFoundError")
+        logging.getLogger("webserver.api.app").info("serving with css-clip")
+        logging.warning("a warning from a library passes")
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+        for name, level in saved[2].items():
+            logging.getLogger(name).setLevel(level)
+    err = capsys.readouterr().err
+    assert "serving with css-clip" in err and "a warning from a library passes" in err
+    assert "tokenizer" not in err and "ModuleNotFoundError" not in err, err
