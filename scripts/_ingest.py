@@ -11,12 +11,13 @@ from webserver.services.container import Services
 
 
 def ingest_with_progress(services: Services, collection: str, root: Path, files: Sequence[Path], *,
-                         batch_size: int, captions: dict[str, str],
+                         batch_size: int, captions: dict[str, str], file_metadata: dict[str, dict] | None = None,
                          precomputed: PrecomputedVectors | None = None) -> BulkReport:
     """Index `files` into `collection`, showing added / already indexed / failed as it goes.
     Raises DomainError when a store fails (finished batches are kept: re-running resumes)."""
     ingest = BulkIngest(images=services.images, metadata=services.metadata, collection=collection,
-                        root=root, captions=captions, precomputed=precomputed)
+                        root=root, captions=captions,
+                        file_metadata=file_metadata, precomputed=precomputed)
     with tqdm(total=len(files), unit="img", desc=f"indexing into {collection}") as bar:
         def progress(done: int, report: BulkReport) -> None:
             bar.update(done)

@@ -1,6 +1,7 @@
 """Index a folder of images (recursively) into a collection.
 
     python scripts/insert_milvus.py PATH --collection NAME [--encoder clip|tirg] [--batch-size N] [--captions FILE]
+                                    [--metadata FILE]
     python scripts/insert_milvus.py PATH --collection NAME --server http://127.0.0.1:7000
     python scripts/insert_milvus.py ./tirg/css        # the seed's layout: img.npy + images/000000.png ...
 
@@ -33,6 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "queries; needs TIRG_CHECKPOINT). Default: tirg for a folder with img.npy, else clip")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--captions", type=Path, help="JSON {file: caption} or TSV file<TAB>caption")
+    parser.add_argument("--metadata", type=Path,
+                        help='JSON {file: {"key": value, ...}}: metadata per image, over the sub-folder\'s '
+                             '{"folder": ...}; usable as a search filter')
     parser.add_argument("--server", help="upload through a running server's API instead, e.g. http://127.0.0.1:7000")
     parser.add_argument("--api-key", help="with --server: a key of the server's API_KEYS (default: the first "
                                           "of API_KEYS in this environment)")
@@ -48,7 +52,7 @@ def run_local(args: argparse.Namespace, files: list[Path]) -> int:
 
     from config import Settings
     from webserver.errors import DomainError
-    from webserver.services.bulk import PrecomputedVectors, load_captions
+    from webserver.services.bulk import PrecomputedVectors, load_captions, load_metadata
     from webserver.services.container import build_services, prepare_stores
 
     settings = Settings()
@@ -71,7 +75,9 @@ def run_local(args: argparse.Namespace, files: list[Path]) -> int:
         return 2
     try:
         report = ingest_with_progress(services, collection, args.path, files, batch_size=args.batch_size,
-                                      captions=load_captions(args.captions), precomputed=precomputed)
+                                      captions=load_captions(args.captions),
+                                      file_metadata=load_metadata(args.metadata),
+                                      precomputed=precomputed)
     except DomainError as exc:
         print(f"\nerror: {exc.detail} (re-run to resume: finished batches are kept)", file=sys.stderr)
         return 1
@@ -93,12 +99,12 @@ def run_remote(args: argparse.Namespace, files: list[Path]) -> int:
 
     from config import Settings
     from webserver.errors import DomainError
-    from webserver.services.bulk import load_captions, upload_for
+    from webserver.services.bulk import load_captions, load_metadata, upload_for
     from webserver.services.imaging import decode_image
 
     settings = Settings()
     collection = default_collection(args, settings)
-    captions = load_captions(args.captions)
+    captions, metadata = load_captions(args.captions), load_metadata(args.metadata)
     added = duplicates = failed = 0
     key = args.api_key or next(iter(settings.write_keys), None)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -125,7 +131,7 @@ def run_remote(args: argparse.Namespace, files: list[Path]) -> int:
                     failed += 1
                     tqdm.write(f"skipped {path}: {getattr(exc, 'detail', None) or exc}", file=sys.stderr)
                     continue
-                upload = upload_for(path, data, args.path, captions)
+                upload = upload_for(path, data, args.path, captions, metadata)
                 parts.append(("files", (upload.filename, data)))
                 caption_list.append(upload.caption or "")
                 meta_list.append(json.dumps(upload.meta))

@@ -53,13 +53,26 @@ def load_captions(path: Path | None) -> dict[str, str]:
     return {key.strip(): caption.strip() for key, caption in pairs}
 
 
-def upload_for(path: Path, data: bytes, root: Path, captions: dict[str, str]) -> Upload:
-    """The upload for one file of the folder: its caption (by relative path, then by name) and its
-    sub-folder as `{"folder": ...}` metadata."""
+def load_metadata(path: Path | None) -> dict[str, dict[str, Any]]:
+    """A JSON object {relative path or file name: {metadata object}}."""
+    if path is None:
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ValueError(f"{path}: expected a JSON object mapping file names to metadata objects")
+    return {str(k): v for k, v in data.items()}
+
+
+def upload_for(path: Path, data: bytes, root: Path, captions: dict[str, str],
+               metadata: dict[str, dict[str, Any]] | None = None) -> Upload:
+    """The upload for one file of the folder: its caption and metadata (by relative path, then by name),
+    the metadata over its sub-folder as `{"folder": ...}`."""
     relative = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
     caption = captions.get(relative) or captions.get(path.name)
     folder = Path(relative).parent.as_posix()
-    meta = {"folder": folder} if folder not in ("", ".") else {}
+    meta: dict[str, Any] = {"folder": folder} if folder not in ("", ".") else {}
+    metadata = metadata or {}
+    meta.update(metadata.get(relative) or metadata.get(path.name) or {})
     return Upload(data=data, filename=path.name, caption=caption, meta=meta)
 
 
@@ -143,13 +156,15 @@ class BulkIngest:
     stage is timed in the report."""
 
     def __init__(self, *, images: ImageService, metadata: MetadataStore, collection: str, root: Path,
-                 captions: dict[str, str] | None = None, read_workers: int = 2,
+                 captions: dict[str, str] | None = None,
+                 file_metadata: dict[str, dict[str, Any]] | None = None, read_workers: int = 2,
                  precomputed: PrecomputedVectors | None = None):
         self.images = images
         self.metadata = metadata
         self.collection = collection
         self.root = root
         self.captions = captions or {}
+        self.file_metadata = file_metadata or {}
         self.read_workers = read_workers
         self.precomputed = precomputed
 
@@ -213,7 +228,7 @@ class BulkIngest:
                           time.perf_counter() - started, pixels)
 
     def _prepare(self, path: Path, data: bytes) -> PreparedImage:
-        upload = upload_for(path, data, self.root, self.captions)
+        upload = upload_for(path, data, self.root, self.captions, self.file_metadata)
         if self.precomputed is None:
             return self.images.prepare(upload)
         row = self.precomputed.row_for(path)
