@@ -51,6 +51,10 @@ class CollectionDetail(CollectionPublic):
 
 class CollectionList(BaseModel):
     items: list[CollectionPublic]
+    defaults: dict[str, str] = Field(
+        default_factory=dict,
+        description="The collection a search that names none goes to, per query kind (text, image, composed), "
+                    "for the kinds a loaded model answers.")
 
 
 class ImagePublic(BaseModel):

@@ -105,10 +105,15 @@ class SearchService:
         took_ms = (time.perf_counter() - started) * 1000
         return SearchResult(mode, collection, took_ms, found, stages.seconds)
 
+    def defaults_served(self) -> dict[str, str]:
+        """Query kind -> its default collection, for the kinds some loaded model answers."""
+        modes = {mode for encoder in self.collections.encoders.by_kind.values() for mode in encoder.modes}
+        return {mode: name for mode, name in self.default_collections.items() if mode in modes}
+
     def _collection_for(self, query: SearchQuery, mode: str) -> str:
         if query.collection:
             return query.collection
-        if not any(mode in encoder.modes for encoder in self.collections.encoders.by_kind.values()):
+        if mode not in self.defaults_served():
             raise InvalidInput(f"No model loaded here answers {MODE_WORDS[mode]} queries: composed queries need a "
                                "TIRG model; start the server with TIRG_CHECKPOINT set to a TIRG checkpoint (the "
                                "demo's is models/tirg-css.pt).")

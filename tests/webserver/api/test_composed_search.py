@@ -82,6 +82,7 @@ def test_without_a_tirg_model_tirg_collections_are_refused_clearly(make_settings
         assert client.post("/search", data={"text": "a dress"}).status_code == 200  # CLIP still serves
         composed = client.post("/search", data={"text": TEXT, "image_id": 1})  # no collection: the default's
         assert composed.status_code == 400 and "TIRG_CHECKPOINT" in composed.json()["detail"], composed.text
+        assert client.get("/collections").json()["defaults"] == {"text": "images", "image": "images"}
 
 
 def test_an_image_of_any_collection_starts_a_query(client):
@@ -115,3 +116,5 @@ def test_the_default_collection_follows_the_query_mode(client):
     assert (text.status_code, text.json()["mode"], text.json()["collection"]) == (200, "text", "images")
     composed = client.post("/search", data={"text": TEXT, "image_id": 1})
     assert (composed.json()["mode"], composed.json()["collection"]) == ("composed", "scenes")
+    assert client.get("/collections").json()["defaults"] == {"text": "images", "image": "images",
+                                                             "composed": "scenes"}

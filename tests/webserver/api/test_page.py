@@ -160,10 +160,51 @@ def test_a_clicked_result_plus_a_change_runs_the_composed_search(page, served, t
 
 def test_a_refused_query_shows_the_servers_reason(page, served):
     base = served
-    fill(base, "scenes", 3)
-    search(page, base, "a red cube", collection="scenes")
+    fill(base, "images", 3)
+    search(page, base, "a dress " * 200)  # over the server's 1,000 characters
     page.wait_for_selector("[data-testid=status].error")
-    assert "answers image" in page.get_by_test_id("status").inner_text()
+    assert "over 1000 characters" in page.get_by_test_id("status").inner_text()
+
+
+def test_the_page_opens_on_the_default_collection_and_follows_the_query_kind(page, served):
+    """A TIRG collection that sorts first does not become the page's start (a text search there would be a
+    400); a composed query from a CLIP collection's image goes to the default composed collection."""
+    base = served
+    with httpx.Client(base_url=base) as client:
+        assert client.post("/collections", json={"name": "aaa_scenes", "encoder": "tirg"}).status_code == 201
+    ids = fill(base, "images", 6)
+    fill(base, "scenes", 6)
+    page.goto(base + "/")
+    wait_for_text(page, "collection-info", "6 images")
+    assert page.get_by_test_id("collection").input_value() == "images"
+    guide = page.get_by_test_id("collections-guide").inner_text()
+    assert "text: images" in guide and "image + change: aaa_scenes, scenes" in guide, guide
+
+    page.get_by_test_id("text").fill("a dress")
+    page.get_by_test_id("search").click()
+    page.wait_for_selector(f"[data-testid=results] li[data-image-id='{ids[2]}']")
+    page.locator(f"[data-testid=results] li[data-image-id='{ids[2]}']").click()
+    page.get_by_test_id("text").fill(TEXT)
+    page.get_by_test_id("search").click()
+    wait_for_text(page, "summary", "image + change search in scenes")
+    assert page.get_by_test_id("collection").input_value() == "scenes"
+    assert "images does not answer image + change" in page.get_by_test_id("status").inner_text()
+    assert len(result_ids(page)) == 5  # the copy of the reference in scenes is left out
+
+
+def test_the_drop_zone_has_no_broken_image_and_a_large_preview(page, served):
+    base = served
+    missing = []
+    page.on("response", lambda response: missing.append(response.url) if response.status >= 400 else None)
+    page.goto(base + "/")
+    wait_for_text(page, "collection-info", "images")
+    assert page.locator("#reference-preview").is_hidden()  # nothing chosen: no broken-image icon
+    page.get_by_test_id("reference-file").set_input_files(
+        files=[{"name": "q.png", "mimeType": "image/png", "buffer": sample_pngs(1)[0][0]}])  # 28 x 28 px
+    box = page.locator("#reference-preview").bounding_box()
+    assert box is not None and box["width"] >= 160 and box["height"] >= 160, box
+    page.wait_for_timeout(300)  # the favicon request is made after load
+    assert missing == [], missing
 
 
 def test_images_added_from_the_page_are_counted(page, served, tmp_path):

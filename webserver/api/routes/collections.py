@@ -42,7 +42,7 @@ def in_utc(stored: datetime) -> datetime:
 def list_collections(services: ServicesDep) -> CollectionList:
     records = services.collections.list_all()
     return CollectionList(items=[CollectionPublic(**collection_fields(services.collections.status(r)))
-                                 for r in records])
+                                 for r in records], defaults=services.search.defaults_served())
 
 
 @router.post("", response_model=CollectionPublic, status_code=201, summary="Create a collection",

@@ -2,7 +2,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { collections: [], reference: null };  // reference: {file} or {imageId, url, collection}
+// reference: {file} or {imageId, url, collection}; defaults: query kind -> the server's collection for it
+const state = { collections: [], defaults: {}, reference: null };
 
 // The key (API_KEYS, or READ_API_KEYS for a reader) stays in this browser's localStorage only.
 const KEY_STORE = "apiKey";
@@ -31,13 +32,30 @@ function setStatus(message, isError = false) {
 const MODE_WORDS = { text: "text", image: "image", composed: "image + change" };
 
 async function loadCollections(selected) {
-  const { items } = await api("/collections");
+  const { items, defaults } = await api("/collections");
   state.collections = items;
+  state.defaults = defaults || {};
   const select = $("collection");
   select.replaceChildren(...items.map((c) => new Option(`${c.name} (${c.kind})`, c.name)));
-  const fallback = items.find((c) => c.servable)?.name;
+  const servable = (name) => items.some((c) => c.name === name && c.servable);
+  const fallback = [state.defaults.text, state.defaults.image, state.defaults.composed].find(servable)
+    ?? items.find((c) => c.servable)?.name;
   select.value = selected && items.some((c) => c.name === selected) ? selected : fallback;
+  $("collections-guide").textContent = collectionsGuide();
   await showCollectionInfo();
+}
+
+function answering(mode) {
+  return state.collections.filter((c) => c.servable && c.answers.includes(mode)).map((c) => c.name);
+}
+
+function collectionsGuide() {
+  // In words: which collections answer which queries (the page switches for you when you search).
+  const lines = Object.entries(MODE_WORDS).map(([mode, words]) => {
+    const names = answering(mode);
+    return `${words}: ${names.length ? names.join(", ") : "none here"}`;
+  });
+  return `Queries by ${lines.join(" · ")}`;
 }
 
 async function showCollectionInfo() {
@@ -47,6 +65,26 @@ async function showCollectionInfo() {
   const answers = detail.servable ? detail.answers.map((m) => MODE_WORDS[m]).join(", ")
                                   : "nothing until reindexed (another model made it)";
   $("collection-info").textContent = `${detail.metadata_count} images · answers: ${answers}`;
+}
+
+function queryMode(text, reference) {
+  if (text && reference) return "composed";
+  return text ? "text" : "image";
+}
+
+async function collectionFor(mode) {
+  // The chosen collection when it answers this kind of query; else the server's default for it.
+  const chosen = $("collection").value;
+  if (answering(mode).includes(chosen)) return { collection: chosen, note: "" };
+  const names = answering(mode);
+  const other = names.includes(state.defaults[mode]) ? state.defaults[mode] : names[0];
+  if (!other) {
+    throw new Error(`No collection here answers ${MODE_WORDS[mode]} queries` +
+                    (mode === "composed" ? " (they need a TIRG model: TIRG_CHECKPOINT)." : "."));
+  }
+  $("collection").value = other;
+  await showCollectionInfo();
+  return { collection: other, note: `Searched ${other}: ${chosen} does not answer ${MODE_WORDS[mode]} queries.` };
 }
 
 function setReference(reference) {
@@ -63,33 +101,23 @@ function setReference(reference) {
   $("reference-clear").hidden = !reference;
 }
 
-async function referenceFor(collection) {
-  // An indexed image of another collection travels as a file.
-  const ref = state.reference;
-  if (ref && ref.imageId !== undefined && ref.collection !== collection) {
-    const blob = await (await fetch(ref.url, { headers: authHeaders() })).blob();
-    return { file: new File([blob], `image-${ref.imageId}.png`, { type: blob.type }) };
-  }
-  return ref;
-}
-
 async function search(event) {
   event?.preventDefault();
-  const collection = $("collection").value;
-  const form = new FormData();
-  form.append("collection", collection);
-  form.append("top_k", $("top-k").value);
   const text = $("text").value.trim();
-  if (text) form.append("text", text);
-  const reference = await referenceFor(collection);
-  if (reference?.file) form.append("image", reference.file);
-  else if (reference) form.append("image_id", reference.imageId);
-  if (!text && !reference) { setStatus("Type a text, add an image, or both.", true); return; }
+  if (!text && !state.reference) { setStatus("Type a text, add an image, or both.", true); return; }
   setStatus("Searching…");
   try {
+    const { collection, note } = await collectionFor(queryMode(text, state.reference));
+    const form = new FormData();
+    form.append("collection", collection);
+    form.append("top_k", $("top-k").value);
+    if (text) form.append("text", text);
+    const reference = state.reference;
+    if (reference?.file) form.append("image", reference.file);
+    else if (reference) form.append("image_id", reference.imageId);  // any collection's image
     const result = await api("/search", { method: "POST", body: form });
     renderResults(result);
-    setStatus("");
+    setStatus(note);
   } catch (error) {
     setStatus(error.message, true);
   }
