@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     CLIP_MODEL: str = "ViT-B-32"
     CLIP_PRETRAINED: str = Field("openai", description="open_clip tag (needs network) or local checkpoint")
     CLIP_PRECISION: Literal["auto", "fp32", "bf16"] = Field(
-        "fp32", description="auto: bf16 where the hardware computes it natively (AVX-512 BF16, AMX, CUDA), "
+        "auto", description="auto: bf16 where the hardware computes it natively (AVX-512 BF16, AMX, CUDA), "
                             "else fp32; bf16 where it would be emulated runs fp32 with a warning")
     TIRG_PRECISION: Literal["auto", "fp32", "bf16"] = "fp32"
     CPU_CLASS: Literal["auto", "amx", "avx512_bf16", "avx512", "avx2", "baseline"] = Field(

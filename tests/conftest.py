@@ -15,6 +15,10 @@ from config import Settings  # noqa: E402
 from tests import servers  # noqa: E402
 
 TINY_MODEL = "tiny-clip"
+# The servers and scripts the tests start compute in fp32 on every CPU, so that their answers compare
+# exactly with the tests' own fp32 encoders (the default, auto, picks bf16 on AVX-512 BF16 / AMX CPUs);
+# tests/webserver/encoders/test_clip.py holds bf16 to fp32 and checks what auto picks.
+os.environ.setdefault("CLIP_PRECISION", "fp32")
 
 
 @pytest.fixture(scope="session")
@@ -122,7 +126,7 @@ def make_settings(tmp_path, clip_checkpoint, tirg_checkpoint, request):
 
     def make(*, milvus: str = "lite", metadata: str = "sqlite", **overrides) -> Settings:
         values = dict(DATA_DIR=tmp_path / "data", CLIP_MODEL=TINY_MODEL, CLIP_PRETRAINED=str(clip_checkpoint),
-                      DEVICE="cpu", MILVUS_TABLE="images", TIRG_CHECKPOINT=tirg_checkpoint)
+                      DEVICE="cpu", MILVUS_TABLE="images", TIRG_CHECKPOINT=tirg_checkpoint, CLIP_PRECISION="fp32")
         if milvus in ("server", "standalone"):  # milvus-lite's server, or the real Milvus
             server = request.getfixturevalue("milvus_server" if milvus == "server" else "milvus_standalone")
             values.update(MILVUS_HOST="127.0.0.1", MILVUS_PORT=server.port,

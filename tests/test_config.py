@@ -34,3 +34,8 @@ def test_an_empty_variable_means_unset(monkeypatch):
     settings = Settings(_env_file=None)
     assert settings.TIRG_CHECKPOINT is None and settings.MILVUS_INDEX_TYPE is None
     assert not settings.milvus_is_server and settings.metadata_url.startswith("sqlite")
+
+
+def test_clip_precision_defaults_to_auto(monkeypatch):
+    monkeypatch.delenv("CLIP_PRECISION", raising=False)  # the tests' conftest pins fp32 for the servers it starts
+    assert Settings(_env_file=None).CLIP_PRECISION == "auto"

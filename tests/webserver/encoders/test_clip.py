@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import TINY_MODEL
+from tests.conftest import ROOT, TINY_MODEL
 from tests.images import sample_images
 from webserver.encoders.clip import ClipEncoder, _hub_reachable, describe_weights
 from webserver.errors import EncoderLoadError
@@ -63,6 +63,26 @@ def test_bf16_vectors_agree_with_fp32(clip_checkpoint, encoder):
     np.testing.assert_allclose(np.linalg.norm(low, axis=1), 1.0, atol=1e-5)
     assert np.min(np.sum(low * full, axis=1)) > 0.98
     assert fast.encoder_id == encoder.encoder_id  # same weights, same vector space
+
+
+def test_bf16_vectors_of_real_images_and_captions_agree_with_fp32(tmp_path):
+    """The shipped css-clip on Fashion-MNIST images and rendered scenes, and on their captions: what
+    CLIP_PRECISION=auto computes on an AVX-512 BF16 or AMX CPU (forced here, emulated where the CPU lacks it)."""
+    from PIL import Image
+
+    from tirg.scenes.generate import generate
+
+    generate(tmp_path, train_images=0, test_images=24, renderer="3d", image_size=64, seed=3, workers=1)
+    scenes = sorted((tmp_path / "images").glob("*.png"))
+    images = [image for image, _ in sample_images(24)] + [Image.open(path).convert("RGB") for path in scenes]
+    texts = [f"a photo of a {label}" for _, label in sample_images(24)] + ["a large red cube at center"]
+    shipped = str(ROOT / "models" / "css-clip.pt")
+    full = ClipEncoder("css-clip", shipped, device="cpu", precision="fp32")
+    low = ClipEncoder("css-clip", shipped, device="cpu", precision="bf16", cpu_class="avx512_bf16")
+    assert low.dtype == torch.bfloat16 and low.encoder_id == full.encoder_id
+    image_cosines = np.sum(low.encode_images(images) * full.encode_images(images), axis=1)
+    text_cosines = np.sum(low.encode_texts(texts) * full.encode_texts(texts), axis=1)
+    assert image_cosines.min() >= 0.99 and text_cosines.min() >= 0.99, (image_cosines.min(), text_cosines.min())
 
 
 def test_bf16_on_a_cpu_without_it_runs_fp32_and_warns_with_the_cost(clip_checkpoint, caplog):
