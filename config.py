@@ -83,7 +83,13 @@ class Settings(BaseSettings):
     MAX_REQUEST_PIXELS: int = Field(200_000_000, ge=1, description="all images of one request together, "
                                                                    "checked from their headers before any decode")
     MODEL_WORKERS: int = Field(2, ge=1, le=64, description="threads that decode, encode and compose for "
-                                                           "requests; more requests queue for them")
+                                                           "uploads; more uploads queue for them")
+    SEARCH_WORKERS: int = Field(16, ge=1, le=256, description="searches in flight at once; their encodes are "
+                                                              "batched (QUERY_BATCH_*), more searches queue")
+    QUERY_BATCH_WINDOW_MS: float = Field(2.0, ge=0, le=100, description="how long the first query of a batch "
+                                                                        "waits for others to join it")
+    QUERY_BATCH_MAX: int = Field(32, ge=1, le=1024, description="queries encoded in one forward pass at most "
+                                                                "(1: each query alone)")
 
     @field_validator("MILVUS_HOST", "MILVUS_TOKEN", "MILVUS_INDEX_TYPE", "MYSQL_HOST", "TIRG_CHECKPOINT",
                      "PUBLIC_URL", "API_KEYS", "READ_API_KEYS", mode="before")

@@ -59,8 +59,12 @@ def create_app(settings: Settings, encoders: EncoderSet | None = None) -> FastAP
             raise
         app.state.services = services
         app.state.model_work = ModelWork(settings.MODEL_WORKERS)
+        # Searches have threads of their own, more of them: their encodes wait in the query batchers,
+        # where concurrent ones share a forward pass (webserver/encoders/batching.py).
+        app.state.search_work = ModelWork(settings.SEARCH_WORKERS, name="search-work")
         log.info("serving with %s", services.encoders.describe())
         yield
+        app.state.search_work.shutdown()
         app.state.model_work.shutdown()
         services.close()
 

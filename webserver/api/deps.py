@@ -31,5 +31,12 @@ def get_model_work(request: Request) -> ModelWork:
 ModelWorkDep = Annotated[ModelWork, Depends(get_model_work)]
 
 
+def get_search_work(request: Request) -> ModelWork:
+    return request.app.state.search_work
+
+
+SearchWorkDep = Annotated[ModelWork, Depends(get_search_work)]
+
+
 def image_url(image_id: int) -> str:
     return f"/images/{image_id}/file"

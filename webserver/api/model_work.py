@@ -17,8 +17,8 @@ T = TypeVar("T")
 
 
 class ModelWork:
-    def __init__(self, workers: int):
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="model-work")
+    def __init__(self, workers: int, name: str = "model-work"):
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
 
     async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()

@@ -12,6 +12,7 @@ from webserver.encoders.registry import EncoderSet
 from webserver.encoders.tirg import TirgEncoder
 from webserver.services.collections import CollectionService
 from webserver.services.images import ImageService
+from webserver.services.query_batching import QueryBatching
 from webserver.services.search import SearchService
 from webserver.stores.files import FileStore
 from webserver.stores.metadata import MetadataStore
@@ -33,6 +34,7 @@ class Services:
     search: SearchService
 
     def close(self) -> None:
+        self.search.batching.close()
         self.vectors.close()
         self.metadata.dispose()
 
@@ -92,6 +94,7 @@ def build_services(settings: Settings, encoders: EncoderSet | None = None) -> Se
                           max_bytes=settings.MAX_UPLOAD_BYTES, max_pixels=settings.MAX_IMAGE_PIXELS,
                           max_request_pixels=settings.MAX_REQUEST_PIXELS)
     defaults = {"text": settings.MILVUS_TABLE, "image": settings.MILVUS_TABLE, "composed": settings.TIRG_TABLE}
+    batching = QueryBatching(window_s=settings.QUERY_BATCH_WINDOW_MS / 1000, max_batch=settings.QUERY_BATCH_MAX)
     search = SearchService(collections=collections, images=images, metadata=metadata, vectors=vectors,
-                           default_collections=defaults)
+                           default_collections=defaults, batching=batching)
     return Services(settings, encoders, metadata, vectors, files, collections, images, search)

@@ -17,6 +17,7 @@ from webserver.errors import InvalidInput, NotFound
 from webserver.services.collections import CollectionService
 from webserver.services.images import ImageService, Upload
 from webserver.services.imaging import open_stored
+from webserver.services.query_batching import QueryBatching
 from webserver.stores.metadata import ImageRecord, MetadataStore
 from webserver.stores.vectors import VectorStore, build_filter
 
@@ -76,9 +77,11 @@ def check_answerable(collection: str, encoder: Encoder, mode: str) -> None:
 
 class SearchService:
     def __init__(self, *, collections: CollectionService, images: ImageService, metadata: MetadataStore,
-                 vectors: VectorStore, default_collections: dict[str, str]):
-        """`default_collections`: query mode -> the collection a query without one goes to."""
+                 vectors: VectorStore, default_collections: dict[str, str], batching: QueryBatching | None = None):
+        """`default_collections`: query mode -> the collection a query without one goes to. `batching`
+        encodes concurrent queries together (none: each alone)."""
         self.default_collections = default_collections
+        self.batching = batching or QueryBatching(window_s=0.0, max_batch=1)
         self.collections = collections
         self.images = images
         self.metadata = metadata
@@ -146,14 +149,14 @@ class SearchService:
     def _query_vector(self, query: SearchQuery, source: ImageRecord | None, collection: str, mode: str,
                       encoder: Encoder) -> np.ndarray:
         if mode == "text":
-            return encoder.encode_texts([_checked_text(query.text)])[0]
+            return self.batching.text(encoder, _checked_text(query.text))
         if mode == "composed":
             # Composition needs the image encoder's raw features, not the stored unit vector: re-encode.
-            return encoder.compose([self._query_image(query, source)], [_checked_text(query.text)])[0]
+            return self.batching.composed(encoder, self._query_image(query, source), _checked_text(query.text))
         if source is not None and source.collection == collection:
             return self._indexed_vector(collection, source.id)
         # An upload, or an image of another collection (other vectors, perhaps another model): encode it.
-        return encoder.encode_images([self._query_image(query, source)])[0]
+        return self.batching.image(encoder, self._query_image(query, source))
 
     def _query_image(self, query: SearchQuery, source: ImageRecord | None) -> Image.Image:
         if source is not None:

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
 
-from webserver.api.deps import MetricsDep, ModelWorkDep, ServicesDep, image_url
+from webserver.api.deps import MetricsDep, SearchWorkDep, ServicesDep, image_url
 from webserver.api.errors import error_responses
 from webserver.api.params import CollectionForm, ImageIdForm, OffsetForm, TopKForm
 from webserver.api.schemas import SearchHitPublic, SearchResponse
@@ -20,7 +20,7 @@ router = APIRouter(tags=["search"])
 async def search(
     services: ServicesDep,
     metrics: MetricsDep,
-    work: ModelWorkDep,
+    work: SearchWorkDep,
     collection: CollectionForm = None,
     text: Annotated[str | None, Form(description="text query, or the modification for a composed query")] = None,
     image: Annotated[UploadFile | None, File(description="query image")] = None,

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, File, Query, Response, UploadFile
 
-from webserver.api.deps import MetricsDep, ModelWorkDep, ServicesDep
+from webserver.api.deps import MetricsDep, SearchWorkDep, ServicesDep
 from webserver.api.errors import error_responses
 from webserver.api.params import TableName
 from webserver.api.security import READ, public_base
@@ -59,7 +59,7 @@ def get_image(services: ServicesDep, img: Annotated[str, Query(min_length=1, max
 async def get_similar_result(
     services: ServicesDep,
     metrics: MetricsDep,
-    work: ModelWorkDep,
+    work: SearchWorkDep,
     Text: Annotated[str, Query(min_length=1, description="the modification text")],  # noqa: N803 (seed's name)
     Image: Annotated[UploadFile, File(description="the reference image")],  # noqa: N803
     table_name: TableName = None,
