@@ -14,16 +14,24 @@ FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 LABELS = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]
 
 
-@lru_cache(maxsize=1)
-def _fashion_mnist(limit: int = 2000) -> tuple[np.ndarray, np.ndarray] | None:
-    images, labels = FASHION_MNIST / "t10k-images-idx3-ubyte.gz", FASHION_MNIST / "t10k-labels-idx1-ubyte.gz"
+def fashion_mnist(split: str = "test", root: Path = FASHION_MNIST) -> tuple[np.ndarray, np.ndarray] | None:
+    """One whole split ("train": 60,000 images, "test": 10,000) as uint8 [N, 28, 28] and class indices
+    into LABELS; None where the data set is not installed."""
+    prefix = {"train": "train", "test": "t10k"}[split]
+    images, labels = root / f"{prefix}-images-idx3-ubyte.gz", root / f"{prefix}-labels-idx1-ubyte.gz"
     if not images.exists():
         return None
     with gzip.open(images) as handle:
-        pixels = np.frombuffer(handle.read(), np.uint8, offset=16).reshape(-1, 28, 28)[:limit]
+        pixels = np.frombuffer(handle.read(), np.uint8, offset=16).reshape(-1, 28, 28)
     with gzip.open(labels) as handle:
-        classes = np.frombuffer(handle.read(), np.uint8, offset=8)[:limit]
+        classes = np.frombuffer(handle.read(), np.uint8, offset=8)
     return pixels, classes
+
+
+@lru_cache(maxsize=1)
+def _fashion_mnist(limit: int = 2000) -> tuple[np.ndarray, np.ndarray] | None:
+    data = fashion_mnist("test")
+    return None if data is None else (data[0][:limit], data[1][:limit])
 
 
 def sample_images(count: int, start: int = 0) -> list[tuple[Image.Image, str]]:

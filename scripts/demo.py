@@ -1,12 +1,15 @@
 """The offline demo in one command: make the demo scenes, index them, serve the page and the API.
 
-    python scripts/demo.py [--scenes 5000] [--dir data/demo] [--index-only]
+    python scripts/demo.py [--scenes 5000] [--fashion 10000] [--dir data/demo] [--index-only]
 
 1. Generates the demo scenes (the CSS generator's test split: 3d renderer, 64 px, with a caption per
-   image) into DIR/scenes, unless they are there already.
-2. Indexes them, with progress bars, into a CLIP collection (MILVUS_TABLE, `images`: text and image
-   queries, with the captions) and a TIRG collection (TIRG_TABLE, `scenes`: image and composed queries).
-   Images already indexed are skipped, so the second start is quick.
+   image) into DIR/scenes, and writes Fashion-MNIST's test images (Debian's dataset-fashion-mnist, where
+   installed) into DIR/fashion, unless they are there already.
+2. Indexes them, with progress bars: the scenes into a CLIP collection (MILVUS_TABLE, `images`: text and
+   image queries, with the captions) and a TIRG collection (TIRG_TABLE, `scenes`: image and composed
+   queries); the Fashion-MNIST images into a CLIP collection `fashion`, each with its class name as caption
+   and metadata `{"label": "<class name>"}`. Images already indexed are skipped, so the second start is
+   quick.
 3. Serves the page and the API (`python main.py` with the same settings) at http://127.0.0.1:PORT/.
 
 Models: the ones shipped in models/ (trained here by scripts/train_demo_clip.py and python -m tirg, see
@@ -17,6 +20,7 @@ text and image collection, indexed separately under DIR/index-<model>.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -26,6 +30,7 @@ import _bootstrap
 from tqdm import tqdm
 
 ROOT = _bootstrap.ROOT
+FASHION = "fashion"
 DEMO_MODELS = {"CLIP_MODEL": "css-clip", "CLIP_PRETRAINED": str(ROOT / "models" / "css-clip.pt"),
                "TIRG_CHECKPOINT": str(ROOT / "models" / "tirg-css.pt"), "LOG_FORMAT": "text"}
 
@@ -34,6 +39,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", type=Path, default=ROOT / "data" / "demo", help="scenes and indexes go here")
     parser.add_argument("--scenes", type=int, default=5000, help="scenes to generate (the first start only)")
+    parser.add_argument("--fashion", type=int, default=10000,
+                        help="Fashion-MNIST test images for the `fashion` collection (the first start only; 0: none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--index-only", action="store_true", help="generate and index, then exit")
@@ -72,25 +79,60 @@ def open_services():
     return services
 
 
-def index_scenes(services, scenes: Path, batch_size: int) -> None:
-    from _ingest import ingest_with_progress
+def ensure_fashion(args: argparse.Namespace) -> Path | None:
+    """Fashion-MNIST's test images as PNG files in DIR/fashion/images, with labels.json (written last: the
+    folder is whole when it is there); None where the data set is not installed or --fashion is 0."""
+    from _samples import LABELS, fashion_mnist
+    from PIL import Image
 
+    folder = args.dir / FASHION
+    if args.fashion <= 0:
+        return None
+    if (folder / "labels.json").is_file():
+        return folder
+    data = fashion_mnist("test")
+    if data is None:
+        print("no `fashion` collection: Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+        return None
+    pixels, classes = data
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    labels = {}
+    for i in tqdm(range(min(args.fashion, len(pixels))), unit="img", desc="writing Fashion-MNIST test images"):
+        name = f"fmnist_test_{i:05d}.png"
+        Image.fromarray(pixels[i]).save(folder / "images" / name)
+        labels[name] = LABELS[classes[i]]
+    (folder / "labels.json").write_text(json.dumps(labels, indent=0))
+    return folder
+
+
+def index_demo(services, scenes: Path, fashion: Path | None, batch_size: int) -> None:
     from webserver.encoders.base import CLIP, TIRG
     from webserver.services.bulk import load_captions
 
     settings = services.settings
-    files = sorted((scenes / "images").glob("css_test_*.png"))
+    scene_files = sorted((scenes / "images").glob("css_test_*.png"))
     captions = load_captions(scenes / "captions.json")
     for name, kind in ((settings.MILVUS_TABLE, CLIP), (settings.TIRG_TABLE, TIRG)):
-        if not services.collections.is_servable(services.collections.ensure(name, kind)):
-            reencode(services, name, batch_size)
-        report = ingest_with_progress(services, name, scenes / "images", files, batch_size=batch_size,
-                                      captions=captions)
-        for path, reason in report.failed:
-            print(f"skipped {path}: {reason}", file=sys.stderr)
-        print(f"{name} ({kind}): added {report.added}, already indexed {report.already_indexed}, "
-              f"failed {len(report.failed)}; holds {services.collections.describe(name).metadata_count} images",
-              flush=True)
+        index_collection(services, name, kind, scenes / "images", scene_files, batch_size, captions)
+    if fashion is not None:
+        labels = json.loads((fashion / "labels.json").read_text())
+        index_collection(services, FASHION, CLIP, fashion / "images", sorted((fashion / "images").glob("*.png")),
+                         batch_size, labels, {name: {"label": label} for name, label in labels.items()})
+
+
+def index_collection(services, name: str, kind: str, root: Path, files: list[Path], batch_size: int,
+                     captions: dict[str, str], file_metadata: dict[str, dict] | None = None) -> None:
+    from _ingest import ingest_with_progress
+
+    if not services.collections.is_servable(services.collections.ensure(name, kind)):
+        reencode(services, name, batch_size)
+    report = ingest_with_progress(services, name, root, files, batch_size=batch_size, captions=captions,
+                                  file_metadata=file_metadata)
+    for path, reason in report.failed:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    print(f"{name} ({kind}): added {report.added}, already indexed {report.already_indexed}, "
+          f"failed {len(report.failed)}; holds {services.collections.describe(name).metadata_count} images",
+          flush=True)
 
 
 def reencode(services, name: str, batch_size: int) -> None:
@@ -122,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         services = open_services()
         scenes = ensure_scenes(args)
-        index_scenes(services, scenes, args.batch_size)
+        index_demo(services, scenes, ensure_fashion(args), args.batch_size)
         services.close()
     except DomainError as exc:
         print(f"error: {exc.detail}", file=sys.stderr)
