@@ -27,5 +27,6 @@ def ingest_with_progress(services: Services, collection: str, root: Path, files:
     seconds = report.seconds
     print(f"stages: read + decode + preprocess {seconds['read']:.1f} s in {ingest.read_workers} reader threads "
           f"(the encoder waited {seconds['waiting_for_read']:.1f} s for them), encode {seconds['encode']:.1f} s, "
-          f"write {seconds['write']:.1f} s", flush=True)
+          f"write {seconds['write']:.1f} s beside it (the encoder waited {seconds['waiting_for_write']:.1f} s "
+          "for writes)", flush=True)
     return report

@@ -28,7 +28,7 @@ from PIL import Image
 
 from webserver.encoders.base import Encoder
 from webserver.errors import DomainError, InvalidInput
-from webserver.services.images import ImageService, PreparedImage, Upload
+from webserver.services.images import AddedImage, ImageService, PreparedImage, Upload
 from webserver.stores.metadata import MetadataStore
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
@@ -128,7 +128,7 @@ class PrecomputedVectors:
         return lowest
 
 
-STAGES = ("read", "waiting_for_read", "encode", "write")
+STAGES = ("read", "waiting_for_read", "encode", "write", "waiting_for_write")
 
 
 @dataclass
@@ -137,7 +137,8 @@ class BulkReport:
     already_indexed: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     # Seconds per stage: read (reader threads: read, hash, decode, preprocess), waiting_for_read (the
-    # writer idle, so the reader was the bottleneck), encode, write (files, SQL, Milvus).
+    # encoder idle, so the reader was the bottleneck), encode, write (the writer thread: files, SQL,
+    # Milvus), waiting_for_write (the encoder idle behind the previous batch's write).
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
 
@@ -170,29 +171,52 @@ class BulkIngest:
 
     def run(self, files: Sequence[Path], batch_size: int,
             on_batch: Callable[[int, BulkReport], None] | None = None) -> BulkReport:
-        """`on_batch(files_done, report)` is called after each batch (progress bars, logs)."""
+        """`on_batch(files_done, report)` is called after each batch is written (progress bars, logs).
+        Batches are written in order, one at a time, each while the next one is encoded."""
         report = BulkReport()
         encoder = self.images.collections.require_servable(self.collection)
         batches = [files[i:i + batch_size] for i in range(0, len(files), batch_size)]
-        with ThreadPoolExecutor(max_workers=self.read_workers) as pool:
+        writing: tuple[Future, int] | None = None  # the batch being written, and its file count
+        with ThreadPoolExecutor(max_workers=self.read_workers) as pool, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulk-write") as writer:
             for batch, read in zip(batches, self._read_ahead(pool, batches, encoder), strict=True):
                 with _timed(report, "waiting_for_read"):
                     result = read.result()
                 report.seconds["read"] += result.seconds
                 report.already_indexed += result.already_indexed
                 report.failed.extend(result.failed)
+                encoded = None
                 if result.prepared:
                     with _timed(report, "encode"):
                         encoded = _with_vectors(encoder, result)
-                    with _timed(report, "write"):
-                        added = self.images.add_prepared(self.collection, encoded)
-                    report.added += sum(not item.duplicate for item in added)
-                    report.already_indexed += sum(item.duplicate for item in added)
-                if on_batch:
+                if writing is not None:
+                    self._finish(writing, report, on_batch)
+                    writing = None
+                if encoded is not None:
+                    writing = (writer.submit(self._write, encoded, report), len(batch))
+                elif on_batch:
                     on_batch(len(batch), report)
+            if writing is not None:
+                self._finish(writing, report, on_batch)
         if report.added:
             self.images.vectors.flush(self.collection)
         return report
+
+    def _write(self, encoded: list[PreparedImage], report: BulkReport) -> list[AddedImage]:
+        with _timed(report, "write"):
+            return self.images.add_prepared(self.collection, encoded)
+
+    @staticmethod
+    def _finish(writing: tuple[Future, int], report: BulkReport,
+                on_batch: Callable[[int, BulkReport], None] | None) -> None:
+        """Wait for a batch's write (its error, a store down, stops the run here) and count it."""
+        future, count = writing
+        with _timed(report, "waiting_for_write"):
+            added = future.result()
+        report.added += sum(not item.duplicate for item in added)
+        report.already_indexed += sum(item.duplicate for item in added)
+        if on_batch:
+            on_batch(count, report)
 
     def _read_ahead(self, pool: ThreadPoolExecutor, batches: Iterable[Sequence[Path]],
                     encoder: Encoder) -> Iterator[Future]:
