@@ -11,6 +11,8 @@ upload) and composed (image_id + change) queries from 1 and 8 concurrent clients
 request as the client sees it, and throughput. Configurations:
 - one-at-a-time: CLIP_PRECISION=fp32, QUERY_BATCH_MAX=1 (each query its own forward pass, as before);
 - batched: CLIP_PRECISION=fp32 with the default query batching;
+- batched-no-window: the same without the collection window (a batch is whatever waited while the
+  previous pass ran);
 - defaults: no setting changed (CLIP_PRECISION=auto: bf16 where the CPU computes it natively).
 Prints a table and writes JSON; medians, as this machine is noisy.
 """
@@ -38,6 +40,7 @@ ROOT = _bootstrap.ROOT
 CONFIGS = {
     "one-at-a-time": {"CLIP_PRECISION": "fp32", "QUERY_BATCH_MAX": "1"},
     "batched": {"CLIP_PRECISION": "fp32"},
+    "batched-no-window": {"CLIP_PRECISION": "fp32", "QUERY_BATCH_WINDOW_MS": "0"},
     "defaults": {},
 }
 CHANGES = ["make top-left red object blue", "add red cube to center", "remove bottom-right object",
