@@ -1,0 +1,177 @@
+"""Where a query's encode time goes: latency per stage and torch.profiler's top operators, with the
+arithmetic that bounds it, for one text query and one image query through the server's ClipEncoder.
+
+    python scripts/profile_encoders.py [--model ViT-B-32] [--precision auto|fp32|bf16] [--runs 40]
+                                       [--compile] [--out docs/profile_encoders.json]
+
+Weights are random (timing does not depend on them). Stages: tokenize, the text tower over the real
+length (webserver/encoders/short_context.py), image preprocess, the image tower. `--compile` also times
+the towers under torch.compile (inductor; needs a C compiler) and checks the vectors against eager ones.
+Prints a table and writes JSON with the machine's facts; medians, as this machine is noisy.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import _bootstrap
+import numpy as np
+import torch
+
+from tirg.hardware import machine_summary
+
+ROOT = _bootstrap.ROOT
+QUERY = "a red dress with long sleeves"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="ViT-B-32")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd towers")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "profile_encoders.json")
+    return parser.parse_args(argv)
+
+
+def median_ms(fn, runs: int) -> float:
+    for _ in range(3):
+        fn()
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(samples), 2)
+
+
+def top_operators(fn, runs: int, count: int = 8) -> list[dict]:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(runs):
+            fn()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1
+    return [{"op": e.key, "self_ms_per_call": round(e.self_cpu_time_total / runs / 1000, 3),
+             "share": round(e.self_cpu_time_total / total, 3)} for e in events[:count]]
+
+
+def matmul_weights(module: torch.nn.Module) -> int:
+    """The weights a pass multiplies by: every Linear layer's and attention's input projection."""
+    weights = sum(m.weight.numel() for m in module.modules() if isinstance(m, torch.nn.Linear))
+    return weights + sum(m.in_proj_weight.numel() for m in module.modules()
+                         if isinstance(m, torch.nn.MultiheadAttention) and m.in_proj_weight is not None)
+
+
+def tower_flops(module: torch.nn.Module, tokens: int) -> float:
+    """2 x weights x tokens: the matmul arithmetic of one pass (attention's own score and value products
+    add tokens^2 x width per layer, small at these lengths)."""
+    return 2.0 * matmul_weights(module) * tokens
+
+
+def matmul_gflops(dtype: torch.dtype, size: int = 512, tokens: int = 64) -> float:
+    """What this CPU sustains on the towers' shape of matmul (tokens x width @ width x 4 width)."""
+    a, b = torch.randn(tokens, size, dtype=dtype), torch.randn(size, 4 * size, dtype=dtype)
+    ms = median_ms(lambda: a @ b, 200)
+    return round(2 * tokens * size * 4 * size / (ms / 1000) / 1e9, 1)
+
+
+def profile_encoder(args, encoder) -> dict:
+    from PIL import Image
+
+    model = encoder.model
+    tokens = encoder.tokenizer([QUERY])
+    real = int((tokens != 0).sum())
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (224, 224, 3), dtype=np.uint8))
+    pixels = encoder.preprocess_images([image]).to(encoder.dtype)
+
+    def text_tower():
+        with torch.inference_mode():
+            return encoder.encode_text_tokens(tokens)
+
+    def image_tower():
+        with torch.inference_mode():
+            return model.encode_image(pixels, normalize=True)
+
+    patches = (model.visual.image_size[0] // model.visual.patch_size[0]) ** 2 + 1 \
+        if hasattr(model.visual, "patch_size") else 0
+    result = {
+        "text": {"query": QUERY, "real_tokens": real,
+                 "tokenize_ms": median_ms(lambda: encoder.tokenizer([QUERY]), args.runs),
+                 "tower_ms": median_ms(text_tower, args.runs),
+                 "end_to_end_ms": median_ms(lambda: encoder.encode_texts([QUERY]), args.runs),
+                 "tower_gflop": round(tower_flops(model.transformer, real) / 1e9, 3),
+                 "weights_mb": round(matmul_weights(model.transformer) * pixels.element_size() / 1e6, 1),
+                 "top_operators": top_operators(text_tower, 10)},
+        "image": {"preprocess_ms": median_ms(lambda: encoder.preprocess_images([image]), args.runs),
+                  "tower_ms": median_ms(image_tower, args.runs),
+                  "end_to_end_ms": median_ms(lambda: encoder.encode_images([image]), args.runs),
+                  "tower_gflop": round(tower_flops(model.visual, patches) / 1e9, 3),
+                  "weights_mb": round(matmul_weights(model.visual) * pixels.element_size() / 1e6, 1),
+                  "top_operators": top_operators(image_tower, 5)},
+    }
+    if args.compile:
+        result["compiled"] = compiled_towers(args, text_tower, image_tower, encoder, tokens, pixels)
+    return result
+
+
+def compiled_towers(args, text_tower, image_tower, encoder, tokens, pixels) -> dict:
+    try:
+        text_fn = torch.compile(encoder.encode_text_tokens)
+        image_fn = torch.compile(lambda p: encoder.model.encode_image(p, normalize=True))
+        with torch.inference_mode():
+            started = time.perf_counter()
+            text_out, image_out = text_fn(tokens), image_fn(pixels)
+            compile_s = time.perf_counter() - started
+            text_cos = float(torch.nn.functional.cosine_similarity(text_out.float(), text_tower().float()).min())
+            image_cos = float(torch.nn.functional.cosine_similarity(image_out.float(), image_tower().float()).min())
+            text_ms = median_ms(lambda: text_fn(tokens), args.runs)
+            image_ms = median_ms(lambda: image_fn(pixels), args.runs)
+    except Exception as exc:  # noqa: BLE001 - a backend that cannot compile here is a result too
+        return {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+    return {"compile_s": round(compile_s, 1), "text_tower_ms": text_ms, "image_tower_ms": image_ms,
+            "text_cosine_to_eager": round(text_cos, 6), "image_cosine_to_eager": round(image_cos, 6)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from webserver.encoders.clip import ClipEncoder, save_random_weights
+
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = save_random_weights(args.model, Path(tmp) / "random.pt")
+        encoder = ClipEncoder(args.model, str(weights), device="cpu", precision=args.precision)
+        result = profile_encoder(args, encoder)
+    result.update(model=args.model, precision=encoder.precision.precision, machine=machine_summary(),
+                  matmul_gflops=matmul_gflops(encoder.dtype))
+    text, image = result["text"], result["image"]
+    print(f"{args.model} {result['precision']} on {result['machine']['hardware']} "
+          f"({result['machine']['processor']}, {result['machine']['threads']} threads); "
+          f"matmul {result['matmul_gflops']} GFLOP/s")
+    print("| query | stage | p50 ms | arithmetic at the matmul rate, ms | weights read per pass |")
+    print("|---|---|---|---|---|")
+    for name, part, prep in (("text", text, "tokenize_ms"), ("image", image, "preprocess_ms")):
+        bound = round(part["tower_gflop"] / result["matmul_gflops"] * 1000, 2)
+        rate = round(part["weights_mb"] / part["tower_ms"], 1)  # MB/ms = GB/s
+        print(f"| {name} | {prep[:-3]} | {part[prep]} | | |")
+        print(f"| {name} | tower | {part['tower_ms']} | {bound} ({part['tower_gflop']} GFLOP) "
+              f"| {part['weights_mb']} MB ({rate} GB/s) |")
+        print(f"| {name} | end to end | {part['end_to_end_ms']} | | |")
+    for name in ("text", "image"):
+        print(f"top operators, {name} tower: " + ", ".join(
+            f"{op['op']} {op['self_ms_per_call']} ms ({op['share']:.0%})" for op in result[name]["top_operators"][:5]))
+    if "compiled" in result:
+        print("torch.compile:", json.dumps(result["compiled"]))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"-> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
