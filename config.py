@@ -52,6 +52,16 @@ class Settings(BaseSettings):
     CLIP_PRECISION: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 where the hardware computes it natively (AVX-512 BF16, AMX, CUDA), "
                             "else fp32; bf16 where it would be emulated runs fp32 with a warning")
+    CLIP_COMPOSER: Literal["auto", "sum", "trained"] = Field(
+        "auto", description="how a CLIP collection answers composed (image + text) queries: sum, the zero-shot "
+                            "weighted sum; trained, the combiner of CLIP_COMBINER_CHECKPOINT; auto: trained where "
+                            "one is loaded. A request may pick one with `composer`")
+    CLIP_SUM_TEXT_WEIGHT: float = Field(
+        0.4, ge=0, le=1, description="the text's weight in the zero-shot sum (0: the image alone, 1: the text "
+                                     "alone); default measured on css-clip, docs/results.md")
+    CLIP_COMBINER_CHECKPOINT: Path | None = Field(
+        None, description="a combiner trained for the loaded CLIP weights (python -m tirg --model=clip_combiner; "
+                          "the demo's is models/css-clip-combiner.pt)")
     TIRG_PRECISION: Literal["auto", "fp32", "bf16"] = "fp32"
     CPU_CLASS: Literal["auto", "amx", "avx512_bf16", "avx512", "avx2", "baseline"] = Field(
         "auto", description="treat the CPU as this class when choosing precisions (auto: detect)")
@@ -92,6 +102,7 @@ class Settings(BaseSettings):
                                                                 "(1: each query alone)")
 
     @field_validator("MILVUS_HOST", "MILVUS_TOKEN", "MILVUS_INDEX_TYPE", "MYSQL_HOST", "TIRG_CHECKPOINT",
+                     "CLIP_COMBINER_CHECKPOINT",
                      "PUBLIC_URL", "API_KEYS", "READ_API_KEYS", mode="before")
     @classmethod
     def _empty_means_unset(cls, value: object) -> object:

@@ -5,11 +5,11 @@
 1. Generates the demo scenes (the CSS generator's test split: 3d renderer, 64 px, with a caption per
    image) into DIR/scenes, and writes Fashion-MNIST's test images (Debian's dataset-fashion-mnist, where
    installed) into DIR/fashion, unless they are there already.
-2. Indexes them, with progress bars: the scenes into a CLIP collection (MILVUS_TABLE, `images`: text and
-   image queries, with the captions) and a TIRG collection (TIRG_TABLE, `scenes`: image and composed
-   queries); the Fashion-MNIST images into a CLIP collection `fashion`, each with its class name as caption
-   and metadata `{"label": "<class name>"}`. Images already indexed are skipped, so the second start is
-   quick.
+2. Indexes them, with progress bars: the scenes into a CLIP collection (MILVUS_TABLE, `images`: text,
+   image and composed queries, with the captions; composed by the combiner trained over css-clip) and a
+   TIRG collection (TIRG_TABLE, `scenes`: image and composed queries); the Fashion-MNIST images into a
+   CLIP collection `fashion`, each with its class name as caption and metadata `{"label": "<class name>"}`.
+   Images already indexed are skipped, so the second start is quick.
 3. Serves the page and the API (`python main.py` with the same settings) at http://127.0.0.1:PORT/.
 
 Models: the ones shipped in models/ (trained here by scripts/train_demo_clip.py and python -m tirg, see
@@ -32,6 +32,7 @@ from tqdm import tqdm
 ROOT = _bootstrap.ROOT
 FASHION = "fashion"
 DEMO_MODELS = {"CLIP_MODEL": "css-clip", "CLIP_PRETRAINED": str(ROOT / "models" / "css-clip.pt"),
+               "CLIP_COMBINER_CHECKPOINT": str(ROOT / "models" / "css-clip-combiner.pt"),
                "TIRG_CHECKPOINT": str(ROOT / "models" / "tirg-css.pt"), "LOG_FORMAT": "text"}
 
 
@@ -50,6 +51,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def demo_environment(args: argparse.Namespace) -> dict[str, str]:
     """The demo's models and data folder, under whatever the caller's environment already sets."""
     env = {**DEMO_MODELS, **os.environ}
+    other_clip = any(env[name] != DEMO_MODELS[name] for name in ("CLIP_MODEL", "CLIP_PRETRAINED"))
+    if other_clip and "CLIP_COMBINER_CHECKPOINT" not in os.environ:
+        del env["CLIP_COMBINER_CHECKPOINT"]  # trained for css-clip: other CLIP weights compose by the sum
     if not os.environ.get("DATA_DIR"):
         clip = f"{env['CLIP_MODEL']}-{Path(env['CLIP_PRETRAINED']).stem}"
         env["DATA_DIR"] = str(args.dir / ("index-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", clip)))

@@ -114,10 +114,14 @@ def test_every_curl_example_answers_as_the_readme_says(demo, tmp_path):
     assert not (ROOT / "dress-copy.png").exists() and not (ROOT / "scene.png").exists()
     assert [hit["id"] for hit in as_json(outputs, "image_id=$DRESS")["results"]] == [sneaker]
 
-    composed = as_json(outputs, "image_id=$SCENE")
-    assert (composed["mode"], composed["collection"]) == ("composed", "scenes")
+    (tirg_query,) = [command for command in outputs if "image_id=$SCENE" in command and "collection=" not in command]
+    composed = json.loads(outputs[tirg_query])
+    assert (composed["mode"], composed["collection"], composed["composer"]) == ("composed", "scenes", None)
     expected_first = re.search(r"# -> first: (.*)", api_block()).group(1).strip()
     assert composed["results"][0]["caption"] == expected_first, [h["caption"] for h in composed["results"]]
+    on_clip = as_json(outputs, "collection=images -F image_id=$SCENE")
+    assert (on_clip["mode"], on_clip["collection"], on_clip["composer"]) == ("composed", "images", "trained")
+    assert on_clip["results"][0]["caption"] == expected_first, [h["caption"] for h in on_clip["results"]]
 
     assert answer(outputs, "countTable").strip() == "5000"
     similar = as_json(outputs, "getSimilarResult")

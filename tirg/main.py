@@ -29,15 +29,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from tirg.models import MODEL_NAMES
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="css3d", choices=["css3d"])
+    parser.add_argument("--dataset", default="css3d", choices=["css3d", "triplets"],
+                        help="triplets: a folder of images plus triplets.jsonl (see tirg/triplets.py)")
     parser.add_argument("--dataset_path", default="./CSSDataset")
     parser.add_argument("--num_iters", type=int, default=160000)
-    parser.add_argument("--model", default="tirg", choices=MODEL_NAMES)
+    parser.add_argument("--model", default="tirg", choices=MODEL_NAMES + ("clip_combiner",),
+                        help="clip_combiner: a composer over a frozen CLIP's features (--clip_*)")
     parser.add_argument("--loss", default="soft_triplet", choices=["soft_triplet", "batch_based_classification"])
     parser.add_argument("--comment", default="")
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--learning_rate", type=float, default=1e-2)
-    parser.add_argument("--weight_decay", type=float, default=1e-6)
+    parser.add_argument("--batch_size", type=int, help="default 32 (clip_combiner: 256)")
+    parser.add_argument("--learning_rate", type=float, help="default 0.01 (clip_combiner: 0.001)")
+    parser.add_argument("--weight_decay", type=float, help="default 1e-6 (clip_combiner: 0.05)")
     parser.add_argument("--learning_rate_decay_frequency", type=int, default=9_999_999)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--renderer", default="files", choices=["files", "2d", "3d"],
@@ -61,14 +63,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resume", metavar="RUN_DIR",
                         help="continue this run exactly (optimizer, schedule, batches, RNG) up to --num_iters "
                              "in all, in the same folder; the other training options are the run's own")
-    parser.add_argument("--export", help="write img.npy, images/ and tirg.pt here after training")
-    return parser.parse_args(argv)
+    parser.add_argument("--export", help="write img.npy, images/ and tirg.pt here after training "
+                                         "(clip_combiner: combiner.pt)")
+    parser.add_argument("--clip_model", default="ViT-B-32", help="clip_combiner: the open_clip architecture")
+    parser.add_argument("--clip_pretrained", help="clip_combiner: its weights, a checkpoint file or a tag")
+    parser.add_argument("--clip_config", help="clip_combiner: the architecture's JSON, where open_clip lacks it")
+    args = parser.parse_args(argv)
+    combiner = args.model == "clip_combiner"
+    args.batch_size = args.batch_size or (256 if combiner else 32)
+    args.learning_rate = args.learning_rate or (1e-3 if combiner else 1e-2)
+    if args.weight_decay is None:
+        args.weight_decay = 0.05 if combiner else 1e-6
+    return args
+
+
+def open_split(args, split: str, load_images: bool):
+    from tirg.data import CSSDataset
+    from tirg.triplets import TripletDataset
+
+    if args.dataset == "triplets":
+        if args.renderer != "files":
+            raise SystemExit("error: --dataset=triplets reads its images from files (--renderer=files)")
+        return TripletDataset(args.dataset_path, split, args.image_size, load_images=load_images)
+    return CSSDataset(args.dataset_path, split, args.image_size, load_images=load_images)
 
 
 def load_split(args, split: str):
-    from tirg.data import CSSDataset
-
-    dataset = CSSDataset(args.dataset_path, split, args.image_size, load_images=args.renderer == "files")
+    dataset = open_split(args, split, load_images=args.renderer == "files")
     if args.renderer != "files":
         dataset.images = render_split(dataset, args.renderer, args.image_size)
     return dataset
@@ -145,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     from tirg.hardware import choose_precision, pick_device
     from tirg.train import Trainer, TrainOptions
 
+    if args.model == "clip_combiner":
+        from tirg.combiner_main import run
+
+        return run(args, lambda split: open_split(args, split, load_images=False), pick_device(args.device))
     resume = resume_state(args)
     random.seed(args.seed)
     torch.manual_seed(args.seed)

@@ -3,7 +3,7 @@ offset out of range is a 422 at the edge (it reached SQL and Milvus as a 500), a
 cannot exist is refused before any store is asked."""
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Form, Path, Query
 
@@ -23,10 +23,15 @@ PageLimit = Annotated[int, Query(ge=1, le=1000)]
 PageOffset = Annotated[int, Query(ge=0, le=LARGEST_ID)]
 CollectionForm = Annotated[str | None, Form(
     pattern=NAME_RULE,
-    description="default: TIRG_TABLE for a composed query (image + text), MILVUS_TABLE otherwise")]
+    description="default: TIRG_TABLE for a composed query (image + text) when a TIRG model is loaded, "
+                "MILVUS_TABLE otherwise")]
 ImageIdForm = Annotated[int | None, Form(
     ge=1, le=LARGEST_ID, description="an indexed image as the query (excluded from results)")]
 TopKForm = Annotated[int, Form(ge=1, le=MAX_TOP_K)]
+ComposerForm = Annotated[Literal["sum", "trained"] | None, Form(
+    description="a composed query on a CLIP collection: sum (zero-shot weighted sum of the image and text "
+                "vectors) or trained (the server's combiner, CLIP_COMBINER_CHECKPOINT); default CLIP_COMPOSER. "
+                "Not for TIRG collections, which compose with their own model")]
 OffsetForm = Annotated[int, Form(ge=0, le=MAX_OFFSET)]
 TableName = Annotated[str | None, Query(
     pattern=NAME_RULE, description="collection; default TIRG_TABLE (MILVUS_TABLE without TIRG)")]

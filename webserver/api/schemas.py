@@ -98,5 +98,7 @@ class SearchHitPublic(BaseModel):
 class SearchResponse(BaseModel):
     mode: QueryMode
     collection: str
+    composer: Literal["sum", "trained"] | None = Field(
+        None, description="what composed a composed query on a CLIP collection; null otherwise")
     took_ms: float
     results: list[SearchHitPublic]

@@ -2,8 +2,8 @@
 modes its collections answer, and batched, L2-normalized encoders. Blocking; callers run it off the
 event loop.
 
-Two kinds exist: CLIP (text and images in one space: text and image queries) and TIRG (an image encoder
-plus a composer: image queries and image + modification text queries).
+Two kinds exist: CLIP (text and images in one space: text, image and composed queries, the last by a
+composer over that space) and TIRG (an image encoder plus a composer: image and composed queries).
 """
 from __future__ import annotations
 
@@ -34,6 +34,11 @@ class Encoder(Protocol):
     modes: frozenset[str]  # the query modes a collection of this encoder answers
     precision: PrecisionChoice  # what it computes in, and on which hardware (tirg.hardware decides)
 
+    @property
+    def composing(self) -> str:
+        """What composes its composed queries, in words (readyz)."""
+        ...
+
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
 
     def preprocess_images(self, images: Sequence[Image.Image]) -> Any:
@@ -48,7 +53,12 @@ class Encoder(Protocol):
         """Text queries; raises InvalidInput where "text" is not in `modes`."""
         ...
 
-    def compose(self, images: Sequence[Image.Image], texts: Sequence[str]) -> np.ndarray:
+    def composer_for(self, requested: str | None) -> str | None:
+        """The composer a composed query runs with (CLIP: sum or trained; TIRG: its own, None); InvalidInput
+        for one this encoder lacks."""
+        ...
+
+    def compose(self, images: Sequence[Image.Image], texts: Sequence[str], composer: str | None = None) -> np.ndarray:
         """Image + modification text queries; raises InvalidInput where "composed" is not in `modes`."""
         ...
 

@@ -18,7 +18,8 @@ import open_clip
 import torch
 from PIL import Image
 
-from webserver.encoders.base import CLIP, choose_precision, pick_device, unanswered
+from webserver.encoders.base import CLIP, choose_precision, pick_device
+from webserver.encoders.clip_compose import ClipComposers
 from webserver.encoders.short_context import short_context_encode
 from webserver.errors import EncoderLoadError
 
@@ -58,15 +59,19 @@ def describe_weights(model_name: str, pretrained: str) -> str:
 
 
 class ClipEncoder:
-    """Text and images -> L2-normalized vectors in one space, batched, under inference_mode."""
+    """Text and images -> L2-normalized vectors in one space, batched, under inference_mode; image + text
+    -> a query in that space (clip_compose)."""
 
     kind = CLIP
-    modes = frozenset({"text", "image"})
+    modes = frozenset({"text", "image", "composed"})
 
     def __init__(self, model_name: str, pretrained: str, *, device: str = "auto",
-                 precision: str = "fp32", batch_size: int = 32, cpu_class: str | None = None):
+                 precision: str = "fp32", batch_size: int = 32, cpu_class: str | None = None,
+                 composer: str = "auto", sum_text_weight: float = 0.4,
+                 combiner_checkpoint: str | Path | None = None):
         """`precision` is auto, fp32 or bf16, resolved against the hardware (`cpu_class` forces the CPU
-        class, e.g. to exercise the fallback on a machine with bf16)."""
+        class, e.g. to exercise the fallback on a machine with bf16). `composer`, `sum_text_weight` and
+        `combiner_checkpoint`: how composed queries are made (clip_compose.ClipComposers)."""
         register_model_configs()
         self.device = pick_device(device)
         self.batch_size = batch_size
@@ -83,6 +88,12 @@ class ClipEncoder:
         # One forward pass at a time: torch already uses every core for one batch.
         self._lock = threading.Lock()
         self.dimension = int(self._probe_dimension())
+        self.composers = ClipComposers(model_name=model_name, pretrained=pretrained, sum_text_weight=sum_text_weight,
+                                       default=composer, combiner_checkpoint=combiner_checkpoint,
+                                       device=self.device)
+        if self.composers.combiner is not None and self.composers.combiner.config.dimension != self.dimension:
+            raise EncoderLoadError(f"CLIP_COMBINER_CHECKPOINT composes {self.composers.combiner.config.dimension}-d "
+                                   f"vectors; this CLIP makes {self.dimension}-d ones.")
 
     def _probe_dimension(self) -> int:
         return self.encode_texts(["probe"]).shape[1]
@@ -106,8 +117,18 @@ class ClipEncoder:
         parts = [self._encode_text_batch(list(batch)) for batch in batches]
         return np.concatenate(parts) if parts else np.zeros((0, self.dimension), np.float32)
 
-    def compose(self, images: Sequence[Image.Image], texts: Sequence[str]) -> np.ndarray:
-        raise unanswered(self, "composed")
+    def composer_for(self, requested: str | None) -> str | None:
+        return self.composers.resolve(requested)
+
+    @property
+    def composing(self) -> str:
+        return self.composers.describe()
+
+    def compose(self, images: Sequence[Image.Image], texts: Sequence[str], composer: str | None = None) -> np.ndarray:
+        if len(images) != len(texts):
+            raise ValueError("one modification text per image")
+        return self.composers.compose(self.encode_images(images), self.encode_texts(texts),
+                                      self.composers.resolve(composer))
 
     def _encode_pixel_batch(self, pixels: torch.Tensor) -> np.ndarray:
         with self._lock, torch.inference_mode():

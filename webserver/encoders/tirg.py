@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from webserver.encoders.base import TIRG, choose_precision, pick_device, unanswered
-from webserver.errors import EncoderLoadError
+from webserver.errors import EncoderLoadError, InvalidInput
 
 
 class TirgEncoder:
@@ -60,6 +60,15 @@ class TirgEncoder:
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         raise unanswered(self, "text")
 
-    def compose(self, images: Sequence[Image.Image], texts: Sequence[str]) -> np.ndarray:
+    composing = "its TIRG model"
+
+    def composer_for(self, requested: str | None) -> str | None:
+        if requested is not None:
+            raise InvalidInput(f"composer={requested!r}: a TIRG collection composes with its own TIRG model; "
+                               "composer applies to CLIP collections.")
+        return None
+
+    def compose(self, images: Sequence[Image.Image], texts: Sequence[str], composer: str | None = None) -> np.ndarray:
+        self.composer_for(composer)
         with self._lock:
             return self.composer.compose(images, texts).astype(np.float32)

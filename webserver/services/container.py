@@ -42,7 +42,9 @@ class Services:
 def load_encoder(settings: Settings) -> ClipEncoder:
     return ClipEncoder(settings.CLIP_MODEL, settings.CLIP_PRETRAINED, device=settings.DEVICE,
                        precision=settings.CLIP_PRECISION, batch_size=settings.ENCODE_BATCH_SIZE,
-                       cpu_class=settings.CPU_CLASS)
+                       cpu_class=settings.CPU_CLASS, composer=settings.CLIP_COMPOSER,
+                       sum_text_weight=settings.CLIP_SUM_TEXT_WEIGHT,
+                       combiner_checkpoint=settings.CLIP_COMBINER_CHECKPOINT)
 
 
 def load_encoders(settings: Settings, clip: ClipEncoder | None = None) -> EncoderSet:
@@ -93,7 +95,8 @@ def build_services(settings: Settings, encoders: EncoderSet | None = None) -> Se
     images = ImageService(collections=collections, metadata=metadata, vectors=vectors, files=files,
                           max_bytes=settings.MAX_UPLOAD_BYTES, max_pixels=settings.MAX_IMAGE_PIXELS,
                           max_request_pixels=settings.MAX_REQUEST_PIXELS)
-    defaults = {"text": settings.MILVUS_TABLE, "image": settings.MILVUS_TABLE, "composed": settings.TIRG_TABLE}
+    composed = settings.TIRG_TABLE if encoders.tirg is not None else settings.MILVUS_TABLE
+    defaults = {"text": settings.MILVUS_TABLE, "image": settings.MILVUS_TABLE, "composed": composed}
     batching = QueryBatching(window_s=settings.QUERY_BATCH_WINDOW_MS / 1000, max_batch=settings.QUERY_BATCH_MAX)
     search = SearchService(collections=collections, images=images, metadata=metadata, vectors=vectors,
                            default_collections=defaults, batching=batching)

@@ -26,11 +26,12 @@ class QueryBatching:
     def image(self, encoder: Encoder, image: Image.Image) -> np.ndarray:
         return self._call(encoder, "image", encoder.encode_images, image)
 
-    def composed(self, encoder: Encoder, image: Image.Image, text: str) -> np.ndarray:
+    def composed(self, encoder: Encoder, image: Image.Image, text: str, composer: str | None = None) -> np.ndarray:
+        """`composer`: as `encoder.composer_for` resolved it; queries with different ones never share a batch."""
         def compose(pairs: list[tuple[Image.Image, str]]) -> np.ndarray:
-            return encoder.compose([image for image, _ in pairs], [text for _, text in pairs])
+            return encoder.compose([image for image, _ in pairs], [text for _, text in pairs], composer)
 
-        return self._call(encoder, "composed", compose, (image, text))
+        return self._call(encoder, f"composed-{composer}" if composer else "composed", compose, (image, text))
 
     def batch_sizes(self) -> dict[str, list[int]]:
         """Recent batch sizes per kind of query (tests, benchmarks)."""

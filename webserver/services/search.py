@@ -1,5 +1,6 @@
-"""Search: text -> image and image -> image on CLIP collections; image -> image and composed
-(image + modification text) on TIRG collections. The collection's encoder decides what it answers."""
+"""Search: text -> image, image -> image and composed (image + modification text) on CLIP collections
+(composed by a composer over the CLIP space); image -> image and composed on TIRG collections. The
+collection's encoder decides what it answers."""
 from __future__ import annotations
 
 import contextlib
@@ -36,6 +37,7 @@ class SearchQuery:
     top_k: int = 10
     offset: int = 0
     filter: dict[str, Any] | None = None
+    composer: str | None = None  # a CLIP collection's composer for a composed query (None: the server's)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class SearchResult:
     took_ms: float
     hits: list[SearchHit]
     stage_seconds: dict[str, float]  # encode, milvus_search, metadata_fetch: for metrics
+    composer: str | None = None  # what composed the query on a CLIP collection (sum, trained)
 
 
 def query_mode(query: SearchQuery) -> str:
@@ -94,11 +97,12 @@ class SearchService:
         collection = self._collection_for(query, mode)
         encoder = self.collections.require_servable(collection)
         check_answerable(collection, encoder, mode)
+        composer = encoder.composer_for(query.composer) if mode == "composed" else None
         source = self._source_record(query)
         expression = build_filter(query.filter, exclude_id=self._excluded_id(query, source, collection, mode))
         stages = _StageClock()
         with stages("encode"):
-            vector = self._query_vector(query, source, collection, mode, encoder)
+            vector = self._query_vector(query, source, collection, mode, encoder, composer)
         with stages("milvus_search"):
             hits = self.vectors.search(collection, vector, limit=query.top_k, offset=query.offset,
                                        expression=expression)
@@ -106,7 +110,7 @@ class SearchService:
             records = self.metadata.get_images([hit.id for hit in hits], collection=collection)
         found = [SearchHit(records[hit.id], hit.score) for hit in hits if hit.id in records]
         took_ms = (time.perf_counter() - started) * 1000
-        return SearchResult(mode, collection, took_ms, found, stages.seconds)
+        return SearchResult(mode, collection, took_ms, found, stages.seconds, composer)
 
     def defaults_served(self) -> dict[str, str]:
         """Query kind -> its default collection, for the kinds some loaded model answers."""
@@ -147,12 +151,13 @@ class SearchService:
         return self.metadata.find_by_sha256(collection, [digest]).get(digest)
 
     def _query_vector(self, query: SearchQuery, source: ImageRecord | None, collection: str, mode: str,
-                      encoder: Encoder) -> np.ndarray:
+                      encoder: Encoder, composer: str | None) -> np.ndarray:
         if mode == "text":
             return self.batching.text(encoder, _checked_text(query.text))
         if mode == "composed":
             # Composition needs the image encoder's raw features, not the stored unit vector: re-encode.
-            return self.batching.composed(encoder, self._query_image(query, source), _checked_text(query.text))
+            return self.batching.composed(encoder, self._query_image(query, source), _checked_text(query.text),
+                                          composer)
         if source is not None and source.collection == collection:
             return self._indexed_vector(collection, source.id)
         # An upload, or an image of another collection (other vectors, perhaps another model): encode it.

@@ -107,11 +107,10 @@ def test_bad_query_images_are_4xx(client):
 
 
 def test_a_query_the_collection_cannot_answer_is_a_400_naming_what_it_answers(client):
-    upload(client, "images", 2)
-    response = client.post("/search", data={"collection": "images", "text": "make it red"},
-                           files={"image": ("q.png", GOOD, "image/png")})
+    upload(client, "scenes", 2)  # a TIRG collection: image and composed queries, no text alone
+    response = client.post("/search", data={"collection": "scenes", "text": "a red cube"})
     assert response.status_code == 400
-    assert "answers text and image" in response.json()["detail"]
+    assert "answers image (file or image_id) and image + modification text" in response.json()["detail"]
 
 
 HUGE = str(2**63)  # one past int64: it reached SQL and Milvus and came back as a 500

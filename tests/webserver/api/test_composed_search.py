@@ -1,5 +1,6 @@
-"""TIRG collections: image and composed (image + modification text) queries; CLIP ones: text and image.
-A query a collection cannot answer is a 400 that says what it can answer."""
+"""TIRG collections: image and composed (image + modification text) queries; CLIP ones: text, image and
+composed (by a composer over the CLIP space). A query a collection cannot answer is a 400 that says what it
+can answer."""
 import io
 
 import numpy as np
@@ -81,8 +82,10 @@ def test_without_a_tirg_model_tirg_collections_are_refused_clearly(make_settings
         assert refused.status_code == 409
         assert client.post("/search", data={"text": "a dress"}).status_code == 200  # CLIP still serves
         composed = client.post("/search", data={"text": TEXT, "image_id": 1})  # no collection: the default's
-        assert composed.status_code == 400 and "TIRG_CHECKPOINT" in composed.json()["detail"], composed.text
-        assert client.get("/collections").json()["defaults"] == {"text": "images", "image": "images"}
+        assert composed.status_code == 200, composed.text  # the CLIP collection composes the TIRG one's image
+        assert (composed.json()["collection"], composed.json()["composer"]) == ("images", "sum")
+        assert client.get("/collections").json()["defaults"] == {"text": "images", "image": "images",
+                                                                 "composed": "images"}
 
 
 def test_an_image_of_any_collection_starts_a_query(client):
@@ -118,3 +121,39 @@ def test_the_default_collection_follows_the_query_mode(client):
     assert (composed.json()["mode"], composed.json()["collection"]) == ("composed", "scenes")
     assert client.get("/collections").json()["defaults"] == {"text": "images", "image": "images",
                                                              "composed": "scenes"}
+
+
+def test_a_clip_collection_answers_composed_queries_with_the_zero_shot_sum(client, encoder):
+    response, _ = upload(client, "images", 8)
+    ids = [item["id"] for item in response.json()["items"]]
+    listed = client.get("/collections/images").json()
+    assert listed["answers"] == ["text", "image", "composed"]
+    composed = client.post("/search", data={"collection": "images", "text": TEXT, "image_id": ids[1], "top_k": 20})
+    assert composed.status_code == 200, composed.text
+    body = composed.json()
+    assert (body["mode"], body["composer"]) == ("composed", "sum")
+    hits = [hit["id"] for hit in body["results"]]
+    assert ids[1] not in hits and len(hits) == 7  # the query's own image is left out
+
+    # The scores are cosines between the composed vector and each stored image's CLIP vector.
+    def decoded(image_id):
+        return Image.open(io.BytesIO(client.get(f"/images/{image_id}/file").content))
+
+    query = encoder.compose([decoded(ids[1])], [TEXT], "sum")[0]
+    expected = encoder.encode_images([decoded(i) for i in hits]) @ query
+    assert np.allclose([hit["score"] for hit in body["results"]], expected, atol=1e-4)
+    assert client.post("/search", data={"collection": "images", "text": TEXT, "image_id": ids[1],
+                                        "composer": "sum"}).json()["results"] == body["results"][:10]
+
+
+def test_a_composer_the_server_lacks_or_a_tirg_collection_cannot_use_is_400(client):
+    tirg_collection(client, count=3)
+    upload(client, "images", 3)
+    trained = client.post("/search", data={"collection": "images", "text": TEXT, "image_id": 4, "composer": "trained"})
+    assert trained.status_code == 400 and "CLIP_COMBINER_CHECKPOINT" in trained.json()["detail"]
+    on_tirg = client.post("/search", data={"collection": "scenes", "text": TEXT, "image_id": 1, "composer": "sum"})
+    assert on_tirg.status_code == 400 and "applies to CLIP collections" in on_tirg.json()["detail"]
+    unknown = client.post("/search", data={"collection": "images", "text": TEXT, "image_id": 4, "composer": "magic"})
+    assert unknown.status_code == 422
+    tirg = client.post("/search", data={"collection": "scenes", "text": TEXT, "image_id": 1}).json()
+    assert (tirg["mode"], tirg["composer"]) == ("composed", None)

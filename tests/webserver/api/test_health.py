@@ -12,15 +12,16 @@ def test_healthz_and_readyz_when_everything_is_up(client):
     assert ready.status_code == 200 and ready.json()["checks"]["milvus"] == "ok"
 
 
-def test_readyz_names_the_version_and_each_encoders_precision_and_hardware(client):
+def test_readyz_names_the_version_and_each_encoders_precision_hardware_and_composer(client):
     from tirg.hardware import detect_cpu_class
     from webserver.version import project_version
 
     ready = client.get("/readyz").json()
     assert ready["version"] == client.get("/openapi.json").json()["info"]["version"] == project_version()
     checks = ready["checks"]
-    assert checks["clip_encoder"].endswith(f", fp32 on cpu/{detect_cpu_class()})")
-    assert checks["tirg_encoder"].startswith("ok (tirg/")
+    assert checks["clip_encoder"].endswith(f", fp32 on cpu/{detect_cpu_class()}; composes by sum (text weight "
+                                           f"{client.app.state.services.encoders.clip.composers.sum_text_weight:g}))")
+    assert checks["tirg_encoder"].startswith("ok (tirg/") and checks["tirg_encoder"].endswith("its TIRG model)")
 
 
 def test_readyz_is_503_with_the_reason_when_stores_are_down(make_client):

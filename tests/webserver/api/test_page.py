@@ -168,7 +168,8 @@ def test_a_refused_query_shows_the_servers_reason(page, served):
 
 def test_the_page_opens_on_the_default_collection_and_follows_the_query_kind(page, served):
     """A TIRG collection that sorts first does not become the page's start (a text search there would be a
-    400); a composed query from a CLIP collection's image goes to the default composed collection."""
+    400); a composed query stays in the CLIP collection (which composes by its composer); a text query asked
+    of a TIRG collection goes to the default text collection, and the page says so."""
     base = served
     with httpx.Client(base_url=base) as client:
         assert client.post("/collections", json={"name": "aaa_scenes", "encoder": "tirg"}).status_code == 201
@@ -178,7 +179,7 @@ def test_the_page_opens_on_the_default_collection_and_follows_the_query_kind(pag
     wait_for_text(page, "collection-info", "6 images")
     assert page.get_by_test_id("collection").input_value() == "images"
     guide = page.get_by_test_id("collections-guide").inner_text()
-    assert "text: images" in guide and "image + change: aaa_scenes, scenes" in guide, guide
+    assert "text: images" in guide and "image + change: aaa_scenes, images, scenes" in guide, guide
 
     page.get_by_test_id("text").fill("a dress")
     page.get_by_test_id("search").click()
@@ -186,10 +187,16 @@ def test_the_page_opens_on_the_default_collection_and_follows_the_query_kind(pag
     page.locator(f"[data-testid=results] li[data-image-id='{ids[2]}']").click()
     page.get_by_test_id("text").fill(TEXT)
     page.get_by_test_id("search").click()
-    wait_for_text(page, "summary", "image + change search in scenes")
-    assert page.get_by_test_id("collection").input_value() == "scenes"
-    assert "images does not answer image + change" in page.get_by_test_id("status").inner_text()
-    assert len(result_ids(page)) == 5  # the copy of the reference in scenes is left out
+    wait_for_text(page, "summary", "image + change search in images (sum composer)")
+    assert len(result_ids(page)) == 5 and ids[2] not in result_ids(page)  # the reference is left out
+
+    page.get_by_test_id("collection").select_option("scenes")
+    page.get_by_test_id("search").click()
+    wait_for_text(page, "summary", "image + change search in scenes ·")
+    page.locator("#reference-clear").click()
+    page.get_by_test_id("search").click()
+    wait_for_text(page, "summary", "text search in images")
+    assert "scenes does not answer text" in page.get_by_test_id("status").inner_text()
 
 
 def test_the_drop_zone_has_no_broken_image_and_a_large_preview(page, served):
@@ -234,6 +241,7 @@ def demo_scenes(tmp_path_factory):
 def page_on_shipped_models(browser, make_settings):
     """A page served with the models shipped in models/ (those the demo serves)."""
     settings = make_settings(CLIP_MODEL="css-clip", CLIP_PRETRAINED=str(ROOT / "models" / "css-clip.pt"),
+                             CLIP_COMBINER_CHECKPOINT=ROOT / "models" / "css-clip-combiner.pt",
                              TIRG_CHECKPOINT=ROOT / "models" / "tirg-css.pt")
     with serve(create_app(settings, load_encoders(settings))) as base:
         context = browser.new_context()
@@ -241,26 +249,29 @@ def page_on_shipped_models(browser, make_settings):
         context.close()
 
 
+@pytest.mark.parametrize("collection, summary", [("scenes", "image + change search in scenes ·"),
+                                                 ("images", "image + change search in images (trained composer)")])
 def test_a_clicked_scene_plus_a_change_finds_the_expected_target_in_the_top_5(page_on_shipped_models,
-                                                                            demo_scenes):
+                                                                            demo_scenes, collection, summary):
+    """With the shipped models, on the TIRG collection and on the CLIP one (its trained combiner)."""
     page, base = page_on_shipped_models
     files = sorted((demo_scenes / "images").glob("css_test_*.png"))
     with httpx.Client(base_url=base, timeout=120) as client:
-        response = client.post("/collections/scenes/images",
+        response = client.post(f"/collections/{collection}/images",
                                files=[("files", (f.name, f.read_bytes(), "image/png")) for f in files])
         assert response.status_code == 201, response.text
         ids = [item["id"] for item in response.json()["items"]]
     split = CSSDataset(demo_scenes, "test", load_images=False)
     query = split.queries[0]  # the first query of the split, not a picked one
 
-    page.goto(base + "/?collection=scenes")
+    page.goto(base + f"/?collection={collection}")
     page.get_by_test_id("reference-file").set_input_files(str(files[query.source]))
     page.get_by_test_id("search").click()  # image search: the scene itself comes first
     page.wait_for_selector(f"[data-testid=results] li[data-image-id='{ids[query.source]}']")
     page.locator(f"[data-testid=results] li[data-image-id='{ids[query.source]}']").click()
     page.get_by_test_id("text").fill(query.text)
     page.get_by_test_id("search").click()
-    wait_for_text(page, "summary", "change")
+    wait_for_text(page, "summary", summary)
     scene_of = {image_id: index for index, image_id in enumerate(ids)}
     top_labels = [split.labels[scene_of[image_id]] for image_id in result_ids(page)[:5]]
     assert split.labels[query.target] in top_labels, (query, top_labels)

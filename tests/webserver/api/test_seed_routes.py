@@ -47,4 +47,4 @@ def test_errors_have_proper_status_codes(client):
                             files={"Image": ("q.txt", b"hello", "text/plain")})
     assert not_image.status_code == 415
     clip_table = client.post("/getSimilarResult", params={"Text": TEXT, "table_name": "images"}, files=image)
-    assert clip_table.status_code == 400 and "answers text and image" in clip_table.json()["detail"]
+    assert clip_table.status_code == 200 and isinstance(clip_table.json(), list)  # a CLIP table composes too

@@ -79,8 +79,7 @@ async function collectionFor(mode) {
   const names = answering(mode);
   const other = names.includes(state.defaults[mode]) ? state.defaults[mode] : names[0];
   if (!other) {
-    throw new Error(`No collection here answers ${MODE_WORDS[mode]} queries` +
-                    (mode === "composed" ? " (they need a TIRG model: TIRG_CHECKPOINT)." : "."));
+    throw new Error(`No collection here answers ${MODE_WORDS[mode]} queries.`);
   }
   $("collection").value = other;
   await showCollectionInfo();
@@ -125,7 +124,8 @@ async function search(event) {
 
 function renderResults(result) {
   $("summary").textContent =
-    `${result.results.length} results · ${MODE_WORDS[result.mode]} search in ${result.collection} · ${result.took_ms} ms`;
+    `${result.results.length} results · ${MODE_WORDS[result.mode]} search in ${result.collection}` +
+    (result.composer ? ` (${result.composer} composer)` : "") + ` · ${result.took_ms} ms`;
   const items = result.results.map((hit, rank) => {
     const li = document.createElement("li");
     li.dataset.imageId = hit.id;
