@@ -62,6 +62,16 @@ class Encoder(Protocol):
         """Image + modification text queries; raises InvalidInput where "composed" is not in `modes`."""
         ...
 
+    @property
+    def composes_vectors(self) -> bool:
+        """Whether `compose_vectors` works: composing from the unit vectors a collection stores (CLIP), so
+        an indexed query image needs no encoding."""
+        ...
+
+    def compose_vectors(self, image_vectors: np.ndarray, text_vectors: np.ndarray,
+                        composer: str | None = None) -> np.ndarray:
+        ...
+
 
 def unanswered(encoder: Encoder, mode: str) -> InvalidInput:
     return InvalidInput(f"A {encoder.kind} model does not answer {mode} queries; it answers "

@@ -127,8 +127,13 @@ class ClipEncoder:
     def compose(self, images: Sequence[Image.Image], texts: Sequence[str], composer: str | None = None) -> np.ndarray:
         if len(images) != len(texts):
             raise ValueError("one modification text per image")
-        return self.composers.compose(self.encode_images(images), self.encode_texts(texts),
-                                      self.composers.resolve(composer))
+        return self.compose_vectors(self.encode_images(images), self.encode_texts(texts), composer)
+
+    composes_vectors = True
+
+    def compose_vectors(self, image_vectors: np.ndarray, text_vectors: np.ndarray,
+                        composer: str | None = None) -> np.ndarray:
+        return self.composers.compose(image_vectors, text_vectors, self.composers.resolve(composer))
 
     def _encode_pixel_batch(self, pixels: torch.Tensor) -> np.ndarray:
         with self._lock, torch.inference_mode():

@@ -61,6 +61,11 @@ class TirgEncoder:
         raise unanswered(self, "text")
 
     composing = "its TIRG model"
+    composes_vectors = False  # TIRG composes its image encoder's features, not the stored vectors
+
+    def compose_vectors(self, image_vectors: np.ndarray, text_vectors: np.ndarray,
+                        composer: str | None = None) -> np.ndarray:
+        raise InvalidInput("A TIRG collection composes from the query image itself, not from stored vectors.")
 
     def composer_for(self, requested: str | None) -> str | None:
         if requested is not None:

@@ -155,7 +155,12 @@ class SearchService:
         if mode == "text":
             return self.batching.text(encoder, _checked_text(query.text))
         if mode == "composed":
-            # Composition needs the image encoder's raw features, not the stored unit vector: re-encode.
+            if encoder.composes_vectors and source is not None and source.collection == collection:
+                # A CLIP composer takes the unit image vector the collection stores: no image to encode.
+                text_vector = self.batching.text(encoder, _checked_text(query.text))
+                return encoder.compose_vectors(self._indexed_vector(collection, source.id)[None],
+                                               text_vector[None], composer)[0]
+            # TIRG needs its image encoder's raw features, not the stored unit vector: re-encode.
             return self.batching.composed(encoder, self._query_image(query, source), _checked_text(query.text),
                                           composer)
         if source is not None and source.collection == collection:

@@ -146,6 +146,25 @@ def test_a_clip_collection_answers_composed_queries_with_the_zero_shot_sum(clien
                                         "composer": "sum"}).json()["results"] == body["results"][:10]
 
 
+def test_an_indexed_query_image_is_composed_from_its_stored_vector_not_encoded_again(client, encoder, monkeypatch):
+    """The CLIP composers take the unit image vector the collection already holds: the same answer as the
+    file's bytes uploaded (which are encoded), with no image encode for an image_id of that collection."""
+    response, _ = upload(client, "images", 8)
+    ids = [item["id"] for item in response.json()["items"]]
+    stored_png = client.get(f"/images/{ids[5]}/file").content
+    by_file = client.post("/search", data={"collection": "images", "text": TEXT, "top_k": 20},
+                          files={"image": ("q.png", stored_png, "image/png")}).json()["results"]
+
+    def no_image_encoding(images):
+        raise AssertionError("the query image was encoded")
+
+    monkeypatch.setattr(encoder, "encode_images", no_image_encoding)
+    by_id = client.post("/search", data={"collection": "images", "text": TEXT, "image_id": ids[5], "top_k": 20})
+    assert by_id.status_code == 200, by_id.text
+    assert [h["id"] for h in by_id.json()["results"]] == [h["id"] for h in by_file]
+    assert np.allclose([h["score"] for h in by_id.json()["results"]], [h["score"] for h in by_file], atol=1e-5)
+
+
 def test_a_composer_the_server_lacks_or_a_tirg_collection_cannot_use_is_400(client):
     tirg_collection(client, count=3)
     upload(client, "images", 3)
