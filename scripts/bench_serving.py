@@ -7,7 +7,8 @@ For each configuration a fresh server starts on a free port with its own DATA_DI
 random weights (timing depends on the architecture, not the weights, so this runs offline) and the shipped
 TIRG (models/tirg-css.pt). It uploads `--images` Fashion-MNIST images into the CLIP collection and the TIRG
 one (ingest images/s, end to end through HTTP), then sends a fixed, seeded workload of text, image (file
-upload) and composed (image_id + change) queries from 1 and 8 concurrent clients: latency p50/p95 per
+upload), composed (image_id + change, on the TIRG collection) and composed_clip (the same on the CLIP
+collection: its stored vector and the text, zero-shot sum) queries from 1 and 8 concurrent clients: latency p50/p95 per
 request as the client sees it, and throughput. Configurations:
 - one-at-a-time: CLIP_PRECISION=fp32, QUERY_BATCH_MAX=1 (each query its own forward pass, as before);
 - batched: CLIP_PRECISION=fp32 with the default query batching;
@@ -59,6 +60,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+KINDS = ("text", "image", "composed", "composed_clip")  # composed: on the TIRG collection
+
+
 def percentiles(samples_ms: list[float]) -> dict[str, float]:
     ordered = sorted(samples_ms)
     return {"p50_ms": round(statistics.median(ordered), 1),
@@ -93,7 +97,8 @@ def ingest(client: httpx.Client, collection: str, pngs: list[tuple[bytes, str]])
     return ids, len(pngs) / (time.perf_counter() - started)
 
 
-def workload(kind: str, count: int, rng: random.Random, pngs: list[tuple[bytes, str]], scene_ids: list[int]):
+def workload(kind: str, count: int, rng: random.Random, pngs: list[tuple[bytes, str]], scene_ids: list[int],
+             image_ids: list[int]):
     """A fixed list of request bodies (data, files) for one kind of query."""
     from _samples import LABELS
 
@@ -104,8 +109,11 @@ def workload(kind: str, count: int, rng: random.Random, pngs: list[tuple[bytes, 
         elif kind == "image":
             data = rng.choice(pngs)[0]
             requests.append(({"collection": "images"}, {"image": ("q.png", data, "image/png")}))
-        else:
+        elif kind == "composed":
             requests.append(({"collection": "scenes", "image_id": str(rng.choice(scene_ids)),
+                              "text": rng.choice(CHANGES)}, None))
+        else:  # composed on the CLIP collection: its stored vector plus the text, by the zero-shot sum
+            requests.append(({"collection": "images", "image_id": str(rng.choice(image_ids)),
                               "text": rng.choice(CHANGES)}, None))
     return requests
 
@@ -138,13 +146,14 @@ def bench_config(args, name: str, weights: Path, pngs, workdir: Path) -> dict:
     base = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=base) as client:
-            readiness = client.get("/readyz").json()["checks"]["clip_encoder"]  # "ok (<id>, fp32 on cpu/avx2)"
-            precision = readiness.rsplit(", ", 1)[-1].rstrip(")")
-            _, clip_rate = ingest(client, "images", pngs)
+            # "ok (<id>, fp32 on cpu/avx2; composes by ...)"
+            readiness = client.get("/readyz").json()["checks"]["clip_encoder"]
+            precision = readiness.split(", ", 1)[1].split(";")[0].rstrip(")")
+            image_ids, clip_rate = ingest(client, "images", pngs)
             scene_ids, tirg_rate = ingest(client, "scenes", pngs)
         rows = []
-        for kind in ("text", "image", "composed"):
-            requests = workload(kind, args.queries, random.Random(args.seed), pngs, scene_ids)
+        for kind in KINDS:
+            requests = workload(kind, args.queries, random.Random(args.seed), pngs, scene_ids, image_ids)
             run_clients(base, requests[:4], 1)  # warm-up
             for clients in args.clients:
                 rows.append({"kind": kind, "clients": clients, **run_clients(base, requests, clients)})
