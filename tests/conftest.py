@@ -196,6 +196,7 @@ SLOW_FILES = {
     "tests/scripts/test_probe_css_leak.py", "tests/scripts/test_transfer_scripts.py",
     "tests/tirg/test_train.py", "tests/test_upgrade_from_release.py", "tests/test_fault_injection.py",
     "tests/webserver/api/test_fuzz.py", "tests/webserver/api/test_limits.py", "tests/test_two_processes.py",
+    "tests/tirg/test_triplets.py", "tests/scripts/test_bench_scale.py",
 }
 
 
