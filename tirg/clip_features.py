@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from tirg.combiner import file_weights_id
+from tirg.combiner import clip_weights_id
 
 
 @dataclass
@@ -33,8 +33,7 @@ def load_clip(name: str, pretrained: str, config_file: str | Path | None = None,
     path = Path(pretrained).expanduser()
     model, _, preprocess = open_clip.create_model_and_transforms(
         name, pretrained=str(path) if path.is_file() else pretrained, device=device)
-    weights_id = file_weights_id(path) if path.is_file() else pretrained
-    return ClipModel(name, weights_id, model.eval(), preprocess, open_clip.get_tokenizer(name))
+    return ClipModel(name, clip_weights_id(pretrained), model.eval(), preprocess, open_clip.get_tokenizer(name))
 
 
 @torch.no_grad()  # not inference_mode: training takes these tensors into autograd

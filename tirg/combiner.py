@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 FORMAT = "clip-combiner/1"
+FILE_WEIGHTS = "sha256:"  # the prefix of a file's weights id
 
 
 def weighted_sum(image: torch.Tensor, text: torch.Tensor, text_weight: float) -> torch.Tensor:
@@ -68,7 +69,14 @@ def file_weights_id(path: str | Path) -> str:
     with Path(path).open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
-    return f"sha256:{digest.hexdigest()}"
+    return f"{FILE_WEIGHTS}{digest.hexdigest()}"
+
+
+def clip_weights_id(pretrained: str | Path) -> str:
+    """CLIP weights as a combiner records them: a checkpoint file's sha256 ("sha256:<hex>"), else the
+    open_clip tag itself."""
+    path = Path(pretrained).expanduser()
+    return file_weights_id(path) if path.is_file() else str(pretrained)
 
 
 def save_combiner(path: str | Path, model: ClipCombiner, **meta) -> Path:

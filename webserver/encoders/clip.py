@@ -6,7 +6,6 @@ open_clip before loading, so they are named like the built-in ones.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import socket
 import threading
@@ -18,6 +17,7 @@ import open_clip
 import torch
 from PIL import Image
 
+from tirg.combiner import FILE_WEIGHTS, clip_weights_id
 from webserver.encoders.base import CLIP, choose_precision, pick_device
 from webserver.encoders.clip_compose import ClipComposers
 from webserver.encoders.short_context import short_context_encode
@@ -42,20 +42,17 @@ def save_random_weights(model_name: str, path: Path, seed: int = 0) -> Path:
     return path
 
 
-def file_fingerprint(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:12]
-
-
 def describe_weights(model_name: str, pretrained: str) -> str:
     """The encoder id a collection records: same architecture + same weights -> same id."""
-    path = Path(pretrained).expanduser()
-    if path.is_file():
-        return f"open_clip/{model_name}/file-{file_fingerprint(path)}"
-    return f"open_clip/{model_name}/{pretrained}"
+    return encoder_id_of(model_name, clip_weights_id(pretrained))
+
+
+def encoder_id_of(model_name: str, weights_id: str) -> str:
+    """From the weights id (tirg.combiner.clip_weights_id: a file's sha256, or a tag): a file's is
+    `file-<first 12 hex digits>`."""
+    if weights_id.startswith(FILE_WEIGHTS):
+        return f"open_clip/{model_name}/file-{weights_id.removeprefix(FILE_WEIGHTS)[:12]}"
+    return f"open_clip/{model_name}/{weights_id}"
 
 
 class ClipEncoder:
@@ -81,16 +78,17 @@ class ClipEncoder:
         self.dtype = self.precision.dtype
         self.model, self.preprocess, self.tokenizer = _load(model_name, pretrained, self.device)
         self.model.to(self.dtype)
-        self.encoder_id = describe_weights(model_name, pretrained)
+        self.weights_id = clip_weights_id(pretrained)  # hashed once: the encoder id and the combiner check
+        self.encoder_id = encoder_id_of(model_name, self.weights_id)
         # Over the captions' real length where that is exact (8 tokens instead of 77 for a short query).
         self.encode_text_tokens = short_context_encode(self.model) or (
             lambda tokens: self.model.encode_text(tokens, normalize=True))
         # One forward pass at a time: torch already uses every core for one batch.
         self._lock = threading.Lock()
         self.dimension = int(self._probe_dimension())
-        self.composers = ClipComposers(model_name=model_name, pretrained=pretrained, sum_text_weight=sum_text_weight,
-                                       default=composer, combiner_checkpoint=combiner_checkpoint,
-                                       device=self.device)
+        self.composers = ClipComposers(model_name=model_name, weights_id=self.weights_id,
+                                       sum_text_weight=sum_text_weight, default=composer,
+                                       combiner_checkpoint=combiner_checkpoint, device=self.device)
         if self.composers.combiner is not None and self.composers.combiner.config.dimension != self.dimension:
             raise EncoderLoadError(f"CLIP_COMBINER_CHECKPOINT composes {self.composers.combiner.config.dimension}-d "
                                    f"vectors; this CLIP makes {self.dimension}-d ones.")

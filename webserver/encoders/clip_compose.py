@@ -18,21 +18,14 @@ SUM, TRAINED = "sum", "trained"
 COMPOSERS = (SUM, TRAINED)
 
 
-def clip_weights_id(pretrained: str) -> str:
-    """The CLIP weights as a combiner records them: a file's sha256, or the open_clip tag."""
-    from tirg.combiner import file_weights_id
-
-    path = Path(pretrained).expanduser()
-    return file_weights_id(path) if path.is_file() else pretrained
-
-
 class ClipComposers:
-    def __init__(self, *, model_name: str, pretrained: str, sum_text_weight: float, default: str = "auto",
+    def __init__(self, *, model_name: str, weights_id: str, sum_text_weight: float, default: str = "auto",
                  combiner_checkpoint: str | Path | None = None, device: torch.device | str = "cpu"):
-        """`default`: auto (trained where a combiner is loaded, else sum), sum or trained."""
+        """`weights_id`: the loaded CLIP weights as tirg.combiner.clip_weights_id names them. `default`: auto
+        (trained where a combiner is loaded, else sum), sum or trained."""
         self.sum_text_weight = sum_text_weight
         self.device = device
-        self.combiner = _load_combiner(Path(combiner_checkpoint), model_name, pretrained, device) \
+        self.combiner = _load_combiner(Path(combiner_checkpoint), model_name, weights_id, device) \
             if combiner_checkpoint else None
         if default == TRAINED and self.combiner is None:
             raise EncoderLoadError("CLIP_COMPOSER=trained needs CLIP_COMBINER_CHECKPOINT (a combiner trained by "
@@ -70,7 +63,7 @@ class ClipComposers:
         return composed.float().cpu().numpy().astype(np.float32)
 
 
-def _load_combiner(path: Path, model_name: str, pretrained: str, device: torch.device | str):
+def _load_combiner(path: Path, model_name: str, weights_id: str, device: torch.device | str):
     from tirg.combiner import load_combiner
 
     setting = f"CLIP_COMBINER_CHECKPOINT={str(path)!r}"
@@ -82,11 +75,10 @@ def _load_combiner(path: Path, model_name: str, pretrained: str, device: torch.d
     except Exception as exc:  # torch.load raises pickle, zip, key and shape errors alike
         raise EncoderLoadError(f"{setting} could not be loaded: {exc}") from None
     config = combiner.config
-    ours = clip_weights_id(pretrained)
-    if (config.clip_model, config.clip_weights) != (model_name, ours):
+    if (config.clip_model, config.clip_weights) != (model_name, weights_id):
         raise EncoderLoadError(
             f"{setting} was trained on the features of CLIP {config.clip_model} with weights {config.clip_weights}, "
-            f"but this server's CLIP is {model_name} with weights {ours}: its vectors would mean nothing here. Train "
-            "a combiner for these weights, or unset CLIP_COMBINER_CHECKPOINT (composed queries then use the "
-            "zero-shot sum).")
+            f"but this server's CLIP is {model_name} with weights {weights_id}: its vectors would mean nothing "
+            "here. Train a combiner for these weights, or unset CLIP_COMBINER_CHECKPOINT (composed queries then "
+            "use the zero-shot sum).")
     return combiner
