@@ -24,13 +24,18 @@ def save_checkpoint(path: str | Path, model: ComposeModel, *, weights_dtype: tor
     (e.g. torch.float16, to ship a file half the size) converts the floating tensors; loading converts
     them back to the model's dtype. `training` (optimizer, iteration, RNG states: tirg.train) lets a run
     resume exactly. Written to a temporary file and renamed, so a kill never leaves a truncated file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: _stored(v.detach().cpu(), weights_dtype) for k, v in model.state_dict().items()}
     data = {"format": FORMAT, "config": model.config.to_dict(), "vocabulary": model.vocabulary.to_list(),
             "state_dict": state, "meta": extra}
     if training is not None:
         data["training"] = training
+    return save_atomically(data, path)
+
+
+def save_atomically(data: dict, path: str | Path) -> Path:
+    """torch.save to a temporary file, then rename: a kill never leaves a truncated file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
     torch.save(data, partial)
     os.replace(partial, path)
@@ -51,10 +56,10 @@ def round_weights(model: ComposeModel, dtype: torch.dtype) -> ComposeModel:
     return model
 
 
-def read_checkpoint(path: str | Path) -> dict:
+def read_checkpoint(path: str | Path, file_format: str = FORMAT) -> dict:
     data = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a {FORMAT} file")
+    if not isinstance(data, dict) or data.get("format") != file_format:
+        raise ValueError(f"{path} is not a {file_format} file")
     return data
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from tirg.checkpoint import read_checkpoint, save_atomically
 
 FORMAT = "clip-combiner/1"
 FILE_WEIGHTS = "sha256:"  # the prefix of a file's weights id
@@ -81,21 +82,14 @@ def clip_weights_id(pretrained: str | Path) -> str:
 
 def save_combiner(path: str | Path, model: ClipCombiner, **meta) -> Path:
     """Config + weights (+ `meta`: results, options) in one file, written atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = {"format": FORMAT, "config": model.config.to_dict(),
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "meta": json.loads(json.dumps(meta))}
-    partial = path.with_name(f".{path.name}.partial")
-    torch.save(data, partial)
-    os.replace(partial, path)
-    return path
+    return save_atomically(data, path)
 
 
 def load_combiner(path: str | Path, device: str | torch.device = "cpu") -> ClipCombiner:
-    data = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a {FORMAT} file")
+    data = read_checkpoint(path, FORMAT)
     model = ClipCombiner(CombinerConfig(**data["config"]))
     model.load_state_dict(data["state_dict"])
     return model.to(device).eval()
