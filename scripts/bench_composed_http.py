@@ -81,11 +81,9 @@ def offline_clip_recall(args, dataset, queries) -> dict[str, float]:
     from tirg.combiner import load_combiner
     from tirg.combiner_train import score, sum_composer
 
-    sample = type("Sample", (), {"queries": queries, "labels": dataset.labels, "image_path": dataset.image_path,
-                                 "__len__": lambda self: len(dataset)})()
     clip = load_clip(args.clip_model, args.clip_pretrained, args.clip_config)
     with tqdm(total=len(dataset), unit="img", desc="offline CLIP features") as bar:
-        features = split_features(clip, sample, progress=bar.update)
+        features = split_features(clip, dataset, progress=bar.update, queries=queries)
     composer = load_combiner(args.combiner) if args.combiner else sum_composer(args.sum_weight)
     return score(composer, features, ks=KS)
 

@@ -78,13 +78,15 @@ class SplitFeatures:
         return self.labels[self.targets]
 
 
-def split_features(clip: ClipModel, dataset, progress: Callable[[int], object] | None = None) -> SplitFeatures:
-    """Features of a tirg data set split (CSSDataset or TripletDataset: image_path, labels, queries)."""
-    distinct = sorted({q.text for q in dataset.queries})
+def split_features(clip: ClipModel, dataset, progress: Callable[[int], object] | None = None,
+                   queries: Sequence | None = None) -> SplitFeatures:
+    """Features of a tirg data set split (CSSDataset or TripletDataset: image_path, labels, queries): its
+    whole gallery, and its queries (or `queries`, a sample of them)."""
+    queries = dataset.queries if queries is None else queries
+    distinct = sorted({q.text for q in queries})
     row = {text: i for i, text in enumerate(distinct)}
     paths = [dataset.image_path(i) for i in range(len(dataset))]
     return SplitFeatures(
         images=image_features(clip, paths, progress=progress), texts=text_features(clip, distinct),
-        labels=np.asarray(dataset.labels), sources=np.array([q.source for q in dataset.queries]),
-        text_index=np.array([row[q.text] for q in dataset.queries]),
-        targets=np.array([q.target for q in dataset.queries]))
+        labels=np.asarray(dataset.labels), sources=np.array([q.source for q in queries]),
+        text_index=np.array([row[q.text] for q in queries]), targets=np.array([q.target for q in queries]))

@@ -36,8 +36,6 @@ def run(args, open_split, device: torch.device) -> int:
     if not args.clip_pretrained:
         raise SystemExit("error: --model=clip_combiner needs --clip_model and --clip_pretrained (and --clip_config "
                          "for an architecture open_clip does not ship)")
-    if args.seed is not None:
-        torch.manual_seed(args.seed)
     started = time.perf_counter()
     clip = load_clip(args.clip_model, args.clip_pretrained, args.clip_config, device)
     train, test = featurize(clip, open_split("train"), "train"), featurize(clip, open_split("test"), "test")

@@ -30,6 +30,13 @@ class Query:
     target: int
 
 
+def queries_by_source(queries: Sequence[Query]) -> dict[int, list[Query]]:
+    by_source: dict[int, list[Query]] = {}
+    for query in queries:
+        by_source.setdefault(query.source, []).append(query)
+    return by_source
+
+
 class CSSDataset:
     """One split: labels, (source, text, target) queries, and the images as a uint8 tensor."""
 
@@ -45,9 +52,7 @@ class CSSDataset:
         self.queries = [Query(int(f), str(mod["to_str"]), int(t)) for mod in self.mods
                         for f, t in zip(mod["from"], mod["to"], strict=True)]
         self.captions = data.get("captions")
-        self._by_source: dict[int, list[Query]] = {}
-        for query in self.queries:
-            self._by_source.setdefault(query.source, []).append(query)
+        self._by_source = queries_by_source(self.queries)
         self.images = self._load_images() if load_images else None
 
     def __len__(self) -> int:

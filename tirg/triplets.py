@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tirg.data import CSSDataset, Query
+from tirg.data import CSSDataset, Query, queries_by_source
 
 TRIPLETS_FILE = "triplets.jsonl"
 FIELDS = ("source", "text", "target")
@@ -62,9 +62,7 @@ class TripletDataset(CSSDataset):
         self.mods = []
         self.queries = [Query(index[row["source"]], row["text"].strip(), index[row["target"]]) for row in rows]
         self.captions = None
-        self._by_source: dict[int, list[Query]] = {}
-        for query in self.queries:
-            self._by_source.setdefault(query.source, []).append(query)
+        self._by_source = queries_by_source(self.queries)
         self.images = self._load_images() if load_images else None
 
     def image_path(self, index: int) -> Path:
