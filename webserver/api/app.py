@@ -34,6 +34,8 @@ def bootstrap(services: Services) -> None:
             # under an idle server (a local backup, a bulk load) would otherwise lock the server out.
             services.vectors.ping()
         prepare_stores(services, default_collections(services.settings, services.encoders))
+        # Milvus Lite: searches use in-memory copies of the collections, read in the background now.
+        services.vectors.start_memory_copies([record.name for record in services.collections.list_all()])
         for record in services.collections.mismatched():
             try:
                 services.collections.require_servable(record.name)

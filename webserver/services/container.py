@@ -88,7 +88,7 @@ def build_services(settings: Settings, encoders: EncoderSet | None = None) -> Se
                           ef_construction=settings.MILVUS_HNSW_EF_CONSTRUCTION, ivf_nlist=settings.MILVUS_IVF_NLIST,
                           search_ef=settings.MILVUS_SEARCH_EF, ivf_nprobe=settings.MILVUS_IVF_NPROBE)
     vectors = VectorStore(settings.milvus_uri, token=settings.MILVUS_TOKEN, index=index,
-                          timeout_s=settings.MILVUS_TIMEOUT_S)
+                          timeout_s=settings.MILVUS_TIMEOUT_S, memory_search=settings.MILVUS_LITE_MEMORY_SEARCH)
     files = FileStore(settings.files_dir)
     collections = CollectionService(metadata=metadata, vectors=vectors, files=files, encoders=encoders,
                                     defaults=dict(default_collections(settings, encoders)))

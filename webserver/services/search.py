@@ -99,13 +99,13 @@ class SearchService:
         check_answerable(collection, encoder, mode)
         composer = encoder.composer_for(query.composer) if mode == "composed" else None
         source = self._source_record(query)
-        expression = build_filter(query.filter, exclude_id=self._excluded_id(query, source, collection, mode))
+        where = build_filter(query.filter, exclude_id=self._excluded_id(query, source, collection, mode))
         stages = _StageClock()
         with stages("encode"):
             vector = self._query_vector(query, source, collection, mode, encoder, composer)
         with stages("milvus_search"):
             hits = self.vectors.search(collection, vector, limit=query.top_k, offset=query.offset,
-                                       expression=expression)
+                                       where=where)
         with stages("metadata_fetch"):
             records = self.metadata.get_images([hit.id for hit in hits], collection=collection)
         found = [SearchHit(records[hit.id], hit.score) for hit in hits if hit.id in records]

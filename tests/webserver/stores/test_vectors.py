@@ -45,16 +45,16 @@ def test_writes_are_visible_at_once_and_search_ranks_by_cosine(filled):
 
 def test_filters_and_exclusion_run_inside_milvus(filled):
     vectors, name, data = filled
-    hits = vectors.search(name, data[1], limit=20, expression=build_filter({"label": "dress"}, exclude_id=2))
+    hits = vectors.search(name, data[1], limit=20, where=build_filter({"label": "dress"}, exclude_id=2))
     assert {h.id for h in hits} == {i + 1 for i in range(20) if i % 2} - {2}
-    assert {h.id for h in vectors.search(name, data[0], limit=20, expression=build_filter({"n": 3}))} == {4}
-    assert len(vectors.search(name, data[0], limit=20, expression=build_filter({"odd": False}))) == 10
+    assert {h.id for h in vectors.search(name, data[0], limit=20, where=build_filter({"n": 3}))} == {4}
+    assert len(vectors.search(name, data[0], limit=20, where=build_filter({"odd": False}))) == 10
 
 
 def test_quotes_in_filter_values_stay_literal(filled):
     vectors, name, data = filled
     injection = build_filter({"label": 'x" or meta["n"] >= 0 or meta["label"] == "y'})
-    assert vectors.search(name, data[0], limit=20, expression=injection) == []
+    assert vectors.search(name, data[0], limit=20, where=injection) == []
 
 
 def test_upsert_replaces_and_delete_removes(filled):
