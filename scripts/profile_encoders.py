@@ -2,11 +2,15 @@
 arithmetic that bounds it, for one text query and one image query through the server's ClipEncoder.
 
     python scripts/profile_encoders.py [--model ViT-B-32] [--precision auto|fp32|bf16] [--runs 40]
-                                       [--compile] [--out docs/profile_encoders.json]
+                                       [--compile] [--int8] [--pretrained FILE] [--out docs/profile_encoders.json]
 
-Weights are random (timing does not depend on them). Stages: tokenize, the text tower over the real
-length (webserver/encoders/short_context.py), image preprocess, the image tower. `--compile` also times
+Weights are random (timing does not depend on them) unless --pretrained names a checkpoint. Stages:
+tokenize, the text tower over the real length (webserver/encoders/short_context.py), image preprocess,
+the image tower. `--compile` also times
 the towers under torch.compile (inductor; needs a C compiler) and checks the vectors against eager ones.
+`--int8` times a copy with int8 weights in every Linear layer (torch's dynamic quantization: the weights
+stored in int8, activations quantized on the fly) and its cosine to the model's own vectors on 64
+Fashion-MNIST images and captions (meaningful with --pretrained).
 Prints a table and writes JSON with the machine's facts; medians, as this machine is noisy.
 """
 from __future__ import annotations
@@ -35,6 +39,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd towers")
+    parser.add_argument("--int8", action="store_true", help="also time towers with dynamic int8 Linear weights")
+    parser.add_argument("--pretrained", help="a checkpoint of --model (default: random weights)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "profile_encoders.json")
     return parser.parse_args(argv)
 
@@ -118,7 +124,41 @@ def profile_encoder(args, encoder) -> dict:
     }
     if args.compile:
         result["compiled"] = compiled_towers(args, text_tower, image_tower, encoder, tokens, pixels)
+    if args.int8:
+        result["int8"] = int8_towers(args, encoder, tokens, pixels)
     return result
+
+
+def int8_towers(args, encoder, tokens, pixels) -> dict:
+    """The towers with int8 Linear weights (MultiheadAttention's input projection stays fp32: dynamic
+    quantization covers nn.Linear only) against the encoder's own, for speed and agreement."""
+    import copy
+
+    from _samples import LABELS, sample_images
+    from torch.ao.quantization import quantize_dynamic
+
+    from webserver.encoders.short_context import short_context_encode
+
+    model = quantize_dynamic(copy.deepcopy(encoder.model).float(), {torch.nn.Linear}, dtype=torch.qint8)
+    # open_clip reads the text tower's dtype from an MLP weight, which int8 layers hold packed.
+    model.transformer.get_cast_dtype = lambda: torch.float32
+    encode_text = short_context_encode(model) or (lambda t: model.encode_text(t, normalize=True))
+    images = encoder.preprocess_images([image for image, _ in sample_images(64)])
+    captions = [f"a photo of a {label}" for label in LABELS] + [QUERY, "a red dress", "white sneakers"]
+    batch = images[:32].float()
+    with torch.inference_mode():
+        text_ms = median_ms(lambda: encode_text(tokens), args.runs)
+        image_ms = median_ms(lambda: model.encode_image(pixels.float(), normalize=True), args.runs)
+        bulk_int8 = median_ms(lambda: model.encode_image(batch, normalize=True), 3)
+        bulk_own = median_ms(lambda: encoder.model.encode_image(batch.to(encoder.dtype), normalize=True), 3)
+        ours_text = encode_text(encoder.tokenizer(captions))
+        image_cos = torch.nn.functional.cosine_similarity(
+            model.encode_image(images.float()), torch.from_numpy(encoder.encode_pixels(images)))
+    text_cos = torch.nn.functional.cosine_similarity(ours_text, torch.from_numpy(encoder.encode_texts(captions)))
+    return {"text_tower_ms": text_ms, "image_tower_ms": image_ms,
+            "bulk_img_per_s": round(32_000 / bulk_int8, 1), "bulk_img_per_s_own_precision": round(32_000 / bulk_own, 1),
+            "text_cosine_min": round(float(text_cos.min()), 5), "image_cosine_min": round(float(image_cos.min()), 5),
+            "image_cosine_median": round(float(image_cos.median()), 5)}
 
 
 def compiled_towers(args, text_tower, image_tower, encoder, tokens, pixels) -> dict:
@@ -144,10 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     from webserver.encoders.clip import ClipEncoder, save_random_weights
 
     with tempfile.TemporaryDirectory() as tmp:
-        weights = save_random_weights(args.model, Path(tmp) / "random.pt")
+        weights = args.pretrained or save_random_weights(args.model, Path(tmp) / "random.pt")
         encoder = ClipEncoder(args.model, str(weights), device="cpu", precision=args.precision)
         result = profile_encoder(args, encoder)
-    result.update(model=args.model, precision=encoder.precision.precision, machine=machine_summary(),
+    result.update(model=args.model, weights=args.pretrained or "random", precision=encoder.precision.precision,
+                  machine=machine_summary(),
                   matmul_gflops=matmul_gflops(encoder.dtype))
     text, image = result["text"], result["image"]
     print(f"{args.model} {result['precision']} on {result['machine']['hardware']} "
@@ -167,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{op['op']} {op['self_ms_per_call']} ms ({op['share']:.0%})" for op in result[name]["top_operators"][:5]))
     if "compiled" in result:
         print("torch.compile:", json.dumps(result["compiled"]))
+    if "int8" in result:
+        print("int8 Linear weights:", json.dumps(result["int8"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"-> {args.out}")
