@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from webserver.errors import InvalidInput
+
 log = logging.getLogger(__name__)
 
 
@@ -79,6 +81,9 @@ class ExactIndex:
         size = len(self._metas)
         if size == 0 or limit <= 0:
             return []
+        if np.shape(query) != (self._vectors.shape[1],):
+            raise InvalidInput(f"The query vector has shape {np.shape(query)}; this collection's vectors have "
+                               f"{self._vectors.shape[1]} dimensions.")
         scores = self._vectors[:size] @ _unit_rows(np.asarray(query, dtype=np.float32)[None, :])[0]
         excluded = self._row_of.get(where.exclude_id) if where is not None and where.exclude_id is not None else None
         if excluded is not None:

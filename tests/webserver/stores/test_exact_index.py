@@ -6,6 +6,7 @@ import time
 import numpy as np
 import pytest
 
+from webserver.errors import InvalidInput
 from webserver.stores.exact_index import ExactIndex, MemoryCopies
 from webserver.stores.vectors import VectorStore, build_filter
 
@@ -39,6 +40,14 @@ def test_upsert_replaces_delete_fills_the_gap_and_rows_stay_findable():
     assert index.search(data[0], limit=60, where=build_filter({"n": "moved"})) == [(50, pytest.approx(
         float(data[3] @ data[0]), abs=1e-5))]
     assert all(pk not in (1, 25) for pk, _ in index.search(data[0], limit=60))
+
+
+def test_a_query_of_another_dimension_is_the_callers_error():
+    """As Milvus answers it (InvalidInput, a 400), not a numpy ValueError (a 500)."""
+    index = ExactIndex()
+    index.upsert([1], np.ones((1, 4), np.float32), [{}])
+    with pytest.raises(InvalidInput, match="4 dimensions"):
+        index.search(np.ones(8, np.float32), limit=1)
 
 
 def test_filters_exclusion_and_an_empty_index():
