@@ -5,8 +5,9 @@ delete checks before its FAISS index is asked), ~550 ms per search at 100k rows 
 machine, against ~10 ms for a matrix product over the same rows (docs/benchmarks.md). A Lite file is open
 in one process only, so that process sees every write and can keep a copy of the rows: VectorStore keeps
 one ExactIndex per collection beside Milvus Lite, which stays the store of record (the copy is read back
-from it at the first search after a start). Filters are the same metadata equalities as in Milvus, with
-Lite's own semantics (Python equality: 1 == 1.0 == True, "1" is not 1, a missing key never matches).
+from it in the background after a start; meanwhile Lite's own search answers). Filters are the same
+metadata equalities as in Milvus, with Lite's own semantics (Python equality: 1 == 1.0 == True, "1" is
+not 1, a missing key never matches).
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -334,10 +334,7 @@ class VectorStore:
         if rows:
             write = (lambda c: c.upsert(name, rows, timeout=self._timeout_s)) if replace else (
                 lambda c: c.insert(name, rows, timeout=self._timeout_s))
-            with self._copies_lock():
-                self._call("writing vectors", write)
-                if self._copies is not None:
-                    self._copies.apply(name, lambda copy: copy.upsert(ids, vectors, metas))
+            self._write_through(name, "writing vectors", write, lambda copy: copy.upsert(ids, vectors, metas))
             self._unflushed[name] = self._unflushed.get(name, 0) + len(rows)
             if not self.is_server and self._unflushed[name] >= FLUSH_EVERY_ROWS:
                 self.flush(name)
@@ -353,12 +350,20 @@ class VectorStore:
 
     def delete(self, name: str, ids: Sequence[int]) -> None:
         if ids:
-            with self._copies_lock():
-                self._call("deleting vectors", lambda c: c.delete(name, ids=[int(i) for i in ids],
-                                                                             timeout=self._timeout_s))
-                if self._copies is not None:
-                    self._copies.apply(name, lambda copy: copy.delete(ids))
+            self._write_through(name, "deleting vectors",
+                                lambda c: c.delete(name, ids=[int(i) for i in ids], timeout=self._timeout_s),
+                                lambda copy: copy.delete(ids))
             self._deleted_at[name] = time.monotonic()
+
+    def _write_through(self, name: str, what: str, write, change: Callable[[ExactIndex], None]) -> None:
+        """The Milvus write, then the same change to the collection's in-memory copy (Milvus Lite), under
+        the copies' lock so the copy sees writes in Milvus' order."""
+        if self._copies is None:
+            self._call(what, write)
+            return
+        with self._copies.lock:
+            self._call(what, write)
+            self._copies.apply(name, change)
 
     def _read_level(self, name: str) -> str:
         deleted = self._deleted_at.get(name)
@@ -370,13 +375,8 @@ class VectorStore:
         def read(client) -> set[int]:
             found: set[int] = set()
             # Strong: a checker in another process must see every write acknowledged before it started.
-            iterator = client.query_iterator(name, batch_size=batch_size, filter="", output_fields=["id"],
-                                             consistency_level="Strong", timeout=self._slow_timeout_s)
-            try:
-                while batch := iterator.next():
-                    found.update(int(row["id"]) for row in batch)
-            finally:
-                iterator.close()
+            for batch in self._batches(client, name, ["id"], batch_size, consistency_level="Strong"):
+                found.update(int(row["id"]) for row in batch)
             return found
 
         self._ensure_loaded(name)
@@ -421,27 +421,28 @@ class VectorStore:
         if self._copies is not None:
             self._copies.read_now(name)
 
-    def _copies_lock(self) -> contextlib.AbstractContextManager:
-        return self._copies.lock if self._copies is not None else contextlib.nullcontext()
-
     def _read_rows(self, name: str, *, batch_size: int = 4096) -> ExactIndex:
         """Every row of the collection from Milvus Lite into a new in-memory copy (~0.5 ms a row here)."""
         def read(client) -> ExactIndex:
             copy = ExactIndex()
-            iterator = client.query_iterator(name, batch_size=batch_size, filter="",
-                                             output_fields=["id", VECTOR_FIELD, META_FIELD],
-                                             timeout=self._slow_timeout_s)
-            try:
-                while batch := iterator.next():
-                    copy.upsert([int(row["id"]) for row in batch],
-                                np.asarray([row[VECTOR_FIELD] for row in batch], dtype=np.float32),
-                                [row[META_FIELD] or {} for row in batch])
-            finally:
-                iterator.close()
+            for batch in self._batches(client, name, ["id", VECTOR_FIELD, META_FIELD], batch_size):
+                copy.upsert([int(row["id"]) for row in batch],
+                            np.asarray([row[VECTOR_FIELD] for row in batch], dtype=np.float32),
+                            [row[META_FIELD] or {} for row in batch])
             return copy
 
         self._ensure_loaded(name)
         return self._call("reading the collection into memory", read)
+
+    def _batches(self, client, name: str, fields: list[str], batch_size: int, **options) -> Iterator[list[dict]]:
+        """Every row of the collection, a batch at a time, through a query iterator that is always closed."""
+        iterator = client.query_iterator(name, batch_size=batch_size, filter="", output_fields=fields,
+                                         timeout=self._slow_timeout_s, **options)
+        try:
+            while batch := iterator.next():
+                yield batch
+        finally:
+            iterator.close()
 
     def _search_params(self, name: str, depth: int) -> dict[str, int]:
         return self.index.search_params(self.index_type_of(name), depth, is_server=self.is_server)
