@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     CLIP_PRECISION: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 where the hardware computes it natively (AVX-512 BF16, AMX, CUDA), "
                             "else fp32; bf16 where it would be emulated runs fp32 with a warning")
+    CLIP_RUNTIME: Literal["auto", "torch", "onnx"] = Field(
+        "auto", description="what runs the CLIP towers: onnx (ONNX Runtime; fp32 on a CPU, 1.6-3x faster there "
+                            "than torch, docs/benchmarks.md), torch, or auto: onnx where fp32 runs on a CPU, "
+                            "torch where bf16 or CUDA does")
+    CLIP_ONNX_CACHE: Path = Field(
+        Path("~/.cache/composed-retrieval/onnx"),
+        description="where CLIP_RUNTIME=onnx keeps the towers it exports (once per weights: ~45 s for ViT-B-32)")
     CLIP_COMPOSER: Literal["auto", "sum", "trained"] = Field(
         "auto", description="how a CLIP collection answers composed (image + text) queries: sum, the zero-shot "
                             "weighted sum; trained, the combiner of CLIP_COMBINER_CHECKPOINT; auto: trained where "

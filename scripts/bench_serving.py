@@ -14,7 +14,9 @@ request as the client sees it, and throughput. Configurations:
 - batched: CLIP_PRECISION=fp32 with the default query batching;
 - batched-no-window: the same without the collection window (a batch is whatever waited while the
   previous pass ran);
-- defaults: no setting changed (CLIP_PRECISION=auto: bf16 where the CPU computes it natively).
+- batched-torch: batched, the towers run by torch (CLIP_RUNTIME=torch), as before ONNX Runtime;
+- defaults: no setting changed (CLIP_PRECISION=auto: bf16 where the CPU computes it natively;
+  CLIP_RUNTIME=auto: ONNX Runtime where fp32 runs on a CPU, exported once into CLIP_ONNX_CACHE).
 Prints a table and writes JSON; medians, as this machine is noisy.
 """
 from __future__ import annotations
@@ -42,6 +44,7 @@ CONFIGS = {
     "one-at-a-time": {"CLIP_PRECISION": "fp32", "QUERY_BATCH_MAX": "1"},
     "batched": {"CLIP_PRECISION": "fp32"},
     "batched-no-window": {"CLIP_PRECISION": "fp32", "QUERY_BATCH_WINDOW_MS": "0"},
+    "batched-torch": {"CLIP_PRECISION": "fp32", "CLIP_RUNTIME": "torch"},
     "defaults": {},
 }
 CHANGES = ["make top-left red object blue", "add red cube to center", "remove bottom-right object",
@@ -146,7 +149,7 @@ def bench_config(args, name: str, weights: Path, pngs, workdir: Path) -> dict:
     base = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=base) as client:
-            # "ok (<id>, fp32 on cpu/avx2; composes by ...)"
+            # "ok (<id>, fp32 on cpu/avx2 via onnxruntime; composes by ...)"
             readiness = client.get("/readyz").json()["checks"]["clip_encoder"]
             precision = readiness.split(", ", 1)[1].split(";")[0].rstrip(")")
             image_ids, clip_rate = ingest(client, "images", pngs)

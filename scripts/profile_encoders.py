@@ -2,7 +2,8 @@
 arithmetic that bounds it, for one text query and one image query through the server's ClipEncoder.
 
     python scripts/profile_encoders.py [--model ViT-B-32] [--precision auto|fp32|bf16] [--runs 40]
-                                       [--compile] [--int8] [--pretrained FILE] [--out docs/profile_encoders.json]
+                                       [--compile] [--int8] [--onnx] [--pretrained FILE]
+                                       [--out docs/profile_encoders.json]
 
 Weights are random (timing does not depend on them) unless --pretrained names a checkpoint. Stages:
 tokenize, the text tower over the real length (webserver/encoders/short_context.py), image preprocess,
@@ -11,11 +12,15 @@ the towers under torch.compile (inductor; needs a C compiler) and checks the vec
 `--int8` times a copy with int8 weights in every Linear layer (torch's dynamic quantization: the weights
 stored in int8, activations quantized on the fly) and its cosine to the model's own vectors on 64
 Fashion-MNIST images and captions (meaningful with --pretrained).
+`--onnx` times the towers as ONNX Runtime runs them (CLIP_RUNTIME=onnx: webserver/encoders/onnx_towers.py),
+the export's cost, their cosine to torch's vectors on the same images and captions, and ONNX Runtime's own
+profile of the text tower (its top operators).
 Prints a table and writes JSON with the machine's facts; medians, as this machine is noisy.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -40,6 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd towers")
     parser.add_argument("--int8", action="store_true", help="also time towers with dynamic int8 Linear weights")
+    parser.add_argument("--onnx", action="store_true", help="also time the towers run by ONNX Runtime")
     parser.add_argument("--pretrained", help="a checkpoint of --model (default: random weights)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "profile_encoders.json")
     return parser.parse_args(argv)
@@ -126,7 +132,96 @@ def profile_encoder(args, encoder) -> dict:
         result["compiled"] = compiled_towers(args, text_tower, image_tower, encoder, tokens, pixels)
     if args.int8:
         result["int8"] = int8_towers(args, encoder, tokens, pixels)
+    if args.onnx:
+        result["onnx"] = onnx_towers(args, encoder, tokens, pixels, image)
     return result
+
+
+def agreement_samples(encoder):
+    """64 Fashion-MNIST images (as the encoder's input) and 13 captions: what a variant's vectors are held to."""
+    from _samples import LABELS, sample_images
+
+    images = encoder.preprocess_images([image for image, _ in sample_images(64)])
+    captions = [f"a photo of a {label}" for label in LABELS] + [QUERY, "a red dress", "white sneakers"]
+    return images, captions
+
+
+def onnx_towers(args, encoder, tokens, pixels, image) -> dict:
+    """The same weights run by ONNX Runtime (exported into a fresh folder, so the export is timed)."""
+    from webserver.encoders.clip import ClipEncoder
+
+    with tempfile.TemporaryDirectory() as cache:  # the profile below reads the exported files
+        started = time.perf_counter()
+        onnx = ClipEncoder(args.model, args.weights, device="cpu", precision="fp32", runtime="onnx",
+                           onnx_cache_dir=Path(cache))
+        load_s = time.perf_counter() - started
+        assert onnx.onnx is not None
+        towers, (images, captions) = onnx.onnx, agreement_samples(encoder)
+        batch = images[:32]
+        text_cos = np.sum(onnx.encode_texts(captions) * encoder.encode_texts(captions), axis=1)
+        image_cos = np.sum(onnx.encode_pixels(images) * encoder.encode_pixels(images), axis=1)
+        return {"export_and_load_s": round(load_s, 1),
+                "text_tower_ms": median_ms(lambda: towers.encode_tokens(tokens), args.runs),
+                "text_end_to_end_ms": median_ms(lambda: onnx.encode_texts([QUERY]), args.runs),
+                "image_tower_ms": median_ms(lambda: towers.encode_pixels(pixels), args.runs),
+                "image_end_to_end_ms": median_ms(lambda: onnx.encode_images([image]), args.runs),
+                "bulk_img_per_s": round(32_000 / median_ms(lambda: towers.encode_pixels(batch), 3), 1),
+                "bulk_img_per_s_torch": round(32_000 / median_ms(lambda: encoder.encode_pixels(batch), 3), 1),
+                "text_cosine_min": round(float(text_cos.min()), 6),
+                "image_cosine_min": round(float(image_cos.min()), 6),
+                "text_top_operators": onnx_top_operators(towers.text, tokens, args.runs),
+                "int8": onnx_int8(args, towers, tokens, pixels, onnx.tokenizer(captions), images)}
+
+
+def onnx_int8(args, towers, tokens, pixels, caption_tokens, images) -> dict:
+    """ONNX Runtime's own dynamic int8 quantization of the exported towers (weights int8, activations
+    quantized on the fly): time and cosine to the fp32 graph."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    def cut(batch):
+        return batch[:, :int(batch.argmax(dim=-1).max()) + 1].numpy()
+
+    result = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for name, session, feed, samples in (("text", towers.text, "tokens", cut(caption_tokens)),
+                                             ("image", towers.image, "pixels", images.float().numpy())):
+            quantized = Path(folder) / f"{name}-int8.onnx"
+            quantize_dynamic(session._model_path, str(quantized), weight_type=QuantType.QInt8)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads, options.log_severity_level = torch.get_num_threads(), 3
+            int8 = ort.InferenceSession(str(quantized), options, providers=["CPUExecutionProvider"])
+            one = cut(tokens) if name == "text" else pixels.float().numpy()
+            ours, theirs = int8.run(None, {feed: samples})[0], session.run(None, {feed: samples})[0]
+            cosine = np.sum(ours * theirs, axis=1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(theirs, axis=1)
+            result[f"{name}_tower_ms"] = median_ms(functools.partial(int8.run, None, {feed: one}), args.runs)
+            result[f"{name}_cosine_min"] = round(float(cosine.min()), 5)
+    return result
+
+
+def onnx_top_operators(session, tokens, runs: int, count: int = 6) -> list[dict]:
+    """ONNX Runtime's own profile of `runs` passes of one session: time per operator type."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.enable_profiling = True
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.log_severity_level = 3
+    with tempfile.TemporaryDirectory() as folder:
+        options.profile_file_prefix = str(Path(folder) / "ort")
+        profiled = ort.InferenceSession(session._model_path, options, providers=["CPUExecutionProvider"])
+        cut = {"tokens": tokens[:, :int(tokens.argmax(dim=-1).max()) + 1].numpy()}
+        for _ in range(runs):
+            profiled.run(None, cut)
+        events = json.loads(Path(profiled.end_profiling()).read_text())
+    per_op: dict[str, float] = {}
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            op = event.get("args", {}).get("op_name", "?")
+            per_op[op] = per_op.get(op, 0.0) + event["dur"] / 1000
+    total = sum(per_op.values()) or 1.0
+    ranked = sorted(per_op.items(), key=lambda item: -item[1])[:count]
+    return [{"op": op, "ms_per_pass": round(ms / runs, 3), "share": round(ms / total, 3)} for op, ms in ranked]
 
 
 def int8_towers(args, encoder, tokens, pixels) -> dict:
@@ -134,7 +229,6 @@ def int8_towers(args, encoder, tokens, pixels) -> dict:
     quantization covers nn.Linear only) against the encoder's own, for speed and agreement."""
     import copy
 
-    from _samples import LABELS, sample_images
     from torch.ao.quantization import quantize_dynamic
 
     from webserver.encoders.short_context import short_context_encode
@@ -143,8 +237,7 @@ def int8_towers(args, encoder, tokens, pixels) -> dict:
     # open_clip reads the text tower's dtype from an MLP weight, which int8 layers hold packed.
     model.transformer.get_cast_dtype = lambda: torch.float32
     encode_text = short_context_encode(model) or (lambda t: model.encode_text(t, normalize=True))
-    images = encoder.preprocess_images([image for image, _ in sample_images(64)])
-    captions = [f"a photo of a {label}" for label in LABELS] + [QUERY, "a red dress", "white sneakers"]
+    images, captions = agreement_samples(encoder)
     batch = images[:32].float()
     with torch.inference_mode():
         text_ms = median_ms(lambda: encode_text(tokens), args.runs)
@@ -185,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         weights = args.pretrained or save_random_weights(args.model, Path(tmp) / "random.pt")
+        args.weights = str(weights)
         encoder = ClipEncoder(args.model, str(weights), device="cpu", precision=args.precision)
         result = profile_encoder(args, encoder)
     result.update(model=args.model, weights=args.pretrained or "random", precision=encoder.precision.precision,
@@ -210,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         print("torch.compile:", json.dumps(result["compiled"]))
     if "int8" in result:
         print("int8 Linear weights:", json.dumps(result["int8"]))
+    if "onnx" in result:
+        print("ONNX Runtime:", json.dumps(result["onnx"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"-> {args.out}")

@@ -48,7 +48,9 @@ def tirg_checkpoint(tmp_path_factory) -> Path:
 def encoder(clip_checkpoint):
     from webserver.encoders.clip import ClipEncoder
 
-    return ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu", batch_size=16)
+    # The server's default runtime (onnxruntime on a CPU in fp32), its export cached as the server caches it.
+    return ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu", batch_size=16, runtime="auto",
+                       onnx_cache_dir=Settings(_env_file=None).CLIP_ONNX_CACHE.expanduser())
 
 
 @pytest.fixture(scope="session")

@@ -39,6 +39,11 @@ class Encoder(Protocol):
         """What composes its composed queries, in words (readyz)."""
         ...
 
+    @property
+    def runtime(self) -> str:
+        """What runs the model: torch or onnxruntime."""
+        ...
+
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
 
     def preprocess_images(self, images: Sequence[Image.Image]) -> Any:

@@ -6,8 +6,10 @@ open_clip before loading, so they are named like the built-in ones.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import socket
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,8 +22,11 @@ from PIL import Image
 from tirg.combiner import FILE_WEIGHTS, clip_weights_id
 from webserver.encoders.base import CLIP, choose_precision, pick_device
 from webserver.encoders.clip_compose import ClipComposers
-from webserver.encoders.short_context import short_context_encode
+from webserver.encoders.onnx_towers import OnnxTowers, cache_key, choose_runtime
+from webserver.encoders.short_context import short_context_encode, short_context_tower
 from webserver.errors import EncoderLoadError
+
+log = logging.getLogger(__name__)
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 
@@ -65,10 +70,13 @@ class ClipEncoder:
     def __init__(self, model_name: str, pretrained: str, *, device: str = "auto",
                  precision: str = "fp32", batch_size: int = 32, cpu_class: str | None = None,
                  composer: str = "auto", sum_text_weight: float = 0.4,
-                 combiner_checkpoint: str | Path | None = None):
+                 combiner_checkpoint: str | Path | None = None, runtime: str = "torch",
+                 onnx_cache_dir: Path | None = None):
         """`precision` is auto, fp32 or bf16, resolved against the hardware (`cpu_class` forces the CPU
         class, e.g. to exercise the fallback on a machine with bf16). `composer`, `sum_text_weight` and
-        `combiner_checkpoint`: how composed queries are made (clip_compose.ClipComposers)."""
+        `combiner_checkpoint`: how composed queries are made (clip_compose.ClipComposers). `runtime`: torch,
+        onnx or auto (onnx_towers.choose_runtime), its exported towers kept in `onnx_cache_dir` (default: a
+        temporary folder, exported again by the next process)."""
         register_model_configs()
         self.device = pick_device(device)
         self.batch_size = batch_size
@@ -83,6 +91,7 @@ class ClipEncoder:
         # Over the captions' real length where that is exact (8 tokens instead of 77 for a short query).
         self.encode_text_tokens = short_context_encode(self.model) or (
             lambda tokens: self.model.encode_text(tokens, normalize=True))
+        self.onnx = self._onnx_towers(runtime, onnx_cache_dir)
         # One forward pass at a time: torch already uses every core for one batch.
         self._lock = threading.Lock()
         self.dimension = int(self._probe_dimension())
@@ -92,6 +101,24 @@ class ClipEncoder:
         if self.composers.combiner is not None and self.composers.combiner.config.dimension != self.dimension:
             raise EncoderLoadError(f"CLIP_COMBINER_CHECKPOINT composes {self.composers.combiner.config.dimension}-d "
                                    f"vectors; this CLIP makes {self.dimension}-d ones.")
+
+    @property
+    def runtime(self) -> str:
+        return "torch" if self.onnx is None else "onnxruntime"
+
+    def _onnx_towers(self, requested: str, cache_dir: Path | None) -> OnnxTowers | None:
+        text_tower = short_context_tower(self.model)
+        runtime = choose_runtime(requested, self.precision.precision, self.device, text_tower is not None)
+        if runtime != "onnx" or text_tower is None:
+            return None
+        cache = cache_dir or Path(tempfile.mkdtemp(prefix="clip-onnx-"))
+        try:
+            return OnnxTowers(self.model, text_tower, cache_dir=cache, key=cache_key(self.encoder_id))
+        except EncoderLoadError as exc:
+            if requested == "onnx":
+                raise
+            log.warning("CLIP_RUNTIME=auto: running torch: %s", exc)
+            return None
 
     def _probe_dimension(self) -> int:
         return self.encode_texts(["probe"]).shape[1]
@@ -135,19 +162,26 @@ class ClipEncoder:
 
     def _encode_pixel_batch(self, pixels: torch.Tensor) -> np.ndarray:
         with self._lock, torch.inference_mode():
+            if self.onnx is not None:
+                return _unit_rows(self.onnx.encode_pixels(pixels))
             features = self.model.encode_image(pixels.to(self.device, self.dtype), normalize=True)
         return _to_unit_numpy(features)
 
     def _encode_text_batch(self, texts: list[str]) -> np.ndarray:
         tokens = self.tokenizer(texts)
         with self._lock, torch.inference_mode():
+            if self.onnx is not None:
+                return _unit_rows(self.onnx.encode_tokens(tokens))
             features = self.encode_text_tokens(tokens.to(self.device))
         return _to_unit_numpy(features)
 
 
 def _to_unit_numpy(features: torch.Tensor) -> np.ndarray:
-    array = features.float().cpu().numpy()
     # Re-normalize after a bf16 pass so stored vectors are unit length to fp32 precision.
+    return _unit_rows(features.float().cpu().numpy())
+
+
+def _unit_rows(array: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(array, axis=1, keepdims=True)
     return (array / np.maximum(norms, 1e-12)).astype(np.float32)
 

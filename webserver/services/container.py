@@ -44,7 +44,8 @@ def load_encoder(settings: Settings) -> ClipEncoder:
                        precision=settings.CLIP_PRECISION, batch_size=settings.ENCODE_BATCH_SIZE,
                        cpu_class=settings.CPU_CLASS, composer=settings.CLIP_COMPOSER,
                        sum_text_weight=settings.CLIP_SUM_TEXT_WEIGHT,
-                       combiner_checkpoint=settings.CLIP_COMBINER_CHECKPOINT)
+                       combiner_checkpoint=settings.CLIP_COMBINER_CHECKPOINT, runtime=settings.CLIP_RUNTIME,
+                       onnx_cache_dir=settings.CLIP_ONNX_CACHE.expanduser())
 
 
 def load_encoders(settings: Settings, clip: ClipEncoder | None = None) -> EncoderSet:

@@ -18,8 +18,9 @@ def test_readyz_names_the_version_and_each_encoders_precision_hardware_and_compo
     ready = client.get("/readyz").json()
     assert ready["version"] == client.get("/openapi.json").json()["info"]["version"] == project_version()
     checks = ready["checks"]
-    assert checks["clip_encoder"].endswith(f", fp32 on cpu/{detect_cpu_class()}; composes by sum (text weight "
-                                           f"{client.app.state.services.encoders.clip.composers.sum_text_weight:g}))")
+    text_weight = client.app.state.services.encoders.clip.composers.sum_text_weight
+    assert checks["clip_encoder"].endswith(f", fp32 on cpu/{detect_cpu_class()} via onnxruntime; composes by sum "
+                                           f"(text weight {text_weight:g}))")
     assert checks["tirg_encoder"].startswith("ok (tirg/") and checks["tirg_encoder"].endswith("its TIRG model)")
 
 

@@ -21,7 +21,7 @@ async def healthz() -> Health:
             responses={503: {"model": Readiness}})
 def readyz(services: ServicesDep):
     checks = {f"{kind}_encoder": f"ok ({encoder.encoder_id}, {encoder.precision.precision} on "
-                                 f"{encoder.precision.hardware}; composes by {encoder.composing})"
+                                 f"{encoder.precision.hardware} via {encoder.runtime}; composes by {encoder.composing})"
               for kind, encoder in services.encoders.by_kind.items()}
     for name, ping in (("milvus", services.vectors.ping), ("metadata", services.metadata.ping)):
         try:

@@ -1,0 +1,77 @@
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import TINY_MODEL
+from tests.images import sample_images
+from webserver.encoders.clip import ClipEncoder
+from webserver.errors import EncoderLoadError
+
+CAPTIONS = ["x", "a red dress with long sleeves", "make bottom-right gray object purple",
+            "a photo of a t-shirt/top " * 20,  # past the 77-token context: cut like the torch tower cuts it
+            "white sneakers", "add red cube to top-left", "remove bottom-center cyan object"] * 30
+
+
+@pytest.fixture(scope="module")
+def torch_encoder(clip_checkpoint):
+    return ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu", batch_size=16, runtime="torch")
+
+
+def test_the_default_encoder_runs_onnxruntime_where_fp32_runs_on_a_cpu(encoder, torch_encoder):
+    assert encoder.runtime == "onnxruntime" and torch_encoder.runtime == "torch"
+    assert encoder.encoder_id == torch_encoder.encoder_id and encoder.dimension == torch_encoder.dimension
+
+
+def test_onnx_text_vectors_equal_torch_ones_over_any_length_and_batch(encoder, torch_encoder):
+    ours, theirs = encoder.encode_texts(CAPTIONS), torch_encoder.encode_texts(CAPTIONS)
+    assert ours.shape == theirs.shape == (len(CAPTIONS), encoder.dimension)
+    assert np.sum(ours * theirs, axis=1).min() >= 0.99999
+    for caption in CAPTIONS[:7]:  # alone, each over its own length
+        assert float(encoder.encode_texts([caption])[0] @ theirs[CAPTIONS.index(caption)]) >= 0.99999
+
+
+def test_onnx_image_vectors_equal_torch_ones(encoder, torch_encoder):
+    images = [image for image, _ in sample_images(40)]  # batch size 16: batches of 16, 16 and 8
+    ours, theirs = encoder.encode_images(images), torch_encoder.encode_images(images)
+    assert np.sum(ours * theirs, axis=1).min() >= 0.99999
+    assert float(encoder.encode_images(images[:1])[0] @ theirs[0]) >= 0.99999
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+
+
+def test_the_export_is_made_once_and_then_read_from_the_cache(clip_checkpoint, tmp_path, monkeypatch):
+    ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu", runtime="onnx", onnx_cache_dir=tmp_path)
+    exported = sorted(path.name for path in tmp_path.iterdir())
+    assert len(exported) == 2 and all(name.endswith(".onnx") for name in exported)
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(torch.onnx, "export", no_export)
+    again = ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu", runtime="onnx", onnx_cache_dir=tmp_path)
+    assert again.runtime == "onnxruntime" and sorted(path.name for path in tmp_path.iterdir()) == exported
+
+
+def test_a_failed_export_falls_back_to_torch_under_auto_and_is_an_error_under_onnx(
+        clip_checkpoint, tmp_path, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("unsupported operator")
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    with caplog.at_level(logging.WARNING):
+        fallback = ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu", runtime="auto",
+                               onnx_cache_dir=tmp_path)
+    assert fallback.runtime == "torch" and "unsupported operator" in caplog.text
+    with pytest.raises(EncoderLoadError, match="CLIP_RUNTIME=torch"):
+        ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu", runtime="onnx", onnx_cache_dir=tmp_path)
+    assert not list(tmp_path.iterdir())  # no half-written file left behind
+
+
+def test_bf16_keeps_torch_under_auto_and_refuses_onnx(clip_checkpoint, tmp_path):
+    bf16 = ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu", precision="bf16", cpu_class="avx512_bf16",
+                       runtime="auto", onnx_cache_dir=tmp_path)
+    assert bf16.runtime == "torch" and not list(tmp_path.iterdir())
+    with pytest.raises(EncoderLoadError, match="CLIP_RUNTIME=onnx runs fp32"):
+        ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu", precision="bf16", cpu_class="avx512_bf16",
+                    runtime="onnx", onnx_cache_dir=tmp_path)
