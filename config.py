@@ -60,9 +60,10 @@ class Settings(BaseSettings):
         "auto", description="what runs the CLIP towers: onnx (ONNX Runtime; fp32 on a CPU, 1.6-3x faster there "
                             "than torch, docs/benchmarks.md), torch, or auto: onnx where fp32 runs on a CPU, "
                             "torch where bf16 or CUDA does")
-    CLIP_ONNX_CACHE: Path = Field(
+    ONNX_CACHE: Path = Field(
         Path("~/.cache/composed-retrieval/onnx"),
-        description="where CLIP_RUNTIME=onnx keeps the towers it exports (once per weights: ~45 s for ViT-B-32)")
+        description="where CLIP_RUNTIME / TIRG_RUNTIME onnx keep the models they export (once per weights: "
+                    "~45 s for ViT-B-32)")
     CLIP_COMPOSER: Literal["auto", "sum", "trained"] = Field(
         "auto", description="how a CLIP collection answers composed (image + text) queries: sum, the zero-shot "
                             "weighted sum; trained, the combiner of CLIP_COMBINER_CHECKPOINT; auto: trained where "
@@ -74,6 +75,9 @@ class Settings(BaseSettings):
         None, description="a combiner trained for the loaded CLIP weights (python -m tirg --model=clip_combiner; "
                           "the demo's is models/css-clip-combiner.pt)")
     TIRG_PRECISION: Literal["auto", "fp32", "bf16"] = "fp32"
+    TIRG_RUNTIME: Literal["auto", "torch", "onnx"] = Field(
+        "auto", description="what runs the TIRG image encoder (the same choice as CLIP_RUNTIME; its text LSTM "
+                            "and the composition stay in torch)")
     CPU_CLASS: Literal["auto", "amx", "avx512_bf16", "avx512", "avx2", "baseline"] = Field(
         "auto", description="treat the CPU as this class when choosing precisions (auto: detect)")
     ENCODE_BATCH_SIZE: int = Field(32, ge=1, le=1024)

@@ -16,7 +16,7 @@ request as the client sees it, and throughput. Configurations:
   previous pass ran);
 - batched-torch: batched, the towers run by torch (CLIP_RUNTIME=torch), as before ONNX Runtime;
 - defaults: no setting changed (CLIP_PRECISION=auto: bf16 where the CPU computes it natively;
-  CLIP_RUNTIME=auto: ONNX Runtime where fp32 runs on a CPU, exported once into CLIP_ONNX_CACHE).
+  CLIP_RUNTIME=auto: ONNX Runtime where fp32 runs on a CPU, exported once into ONNX_CACHE).
 Prints a table and writes JSON; medians, as this machine is noisy.
 """
 from __future__ import annotations

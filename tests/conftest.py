@@ -50,14 +50,15 @@ def encoder(clip_checkpoint):
 
     # The server's default runtime (onnxruntime on a CPU in fp32), its export cached as the server caches it.
     return ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu", batch_size=16, runtime="auto",
-                       onnx_cache_dir=Settings(_env_file=None).CLIP_ONNX_CACHE.expanduser())
+                       onnx_cache_dir=Settings(_env_file=None).ONNX_CACHE.expanduser())
 
 
 @pytest.fixture(scope="session")
 def tirg_encoder(tirg_checkpoint):
     from webserver.encoders.tirg import TirgEncoder
 
-    return TirgEncoder(tirg_checkpoint, device="cpu", batch_size=16)
+    return TirgEncoder(tirg_checkpoint, device="cpu", batch_size=16, runtime="auto",
+                       onnx_cache_dir=Settings(_env_file=None).ONNX_CACHE.expanduser())
 
 
 @pytest.fixture(scope="session")

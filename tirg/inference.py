@@ -67,6 +67,15 @@ class TirgComposer:
         with self._inference():
             return _unit(self.model.compose_img_text(self._pixels(images), list(texts)))
 
+    def compose_image_features(self, img_features: torch.Tensor, texts: Sequence[str]) -> np.ndarray:
+        """Compose image features computed elsewhere (as `extract_img_feature` gives them, e.g. by another
+        runtime) with modification texts."""
+        if len(img_features) != len(texts):
+            raise ValueError("one modification text per image")
+        with self._inference():
+            return _unit(self.model.compose_img_text_features(img_features.to(self.model.device),
+                                                              self.model.extract_text_feature(list(texts))))
+
     def compose_features(self, img_features: torch.Tensor, text_features: torch.Tensor) -> np.ndarray:
         """Compose features made elsewhere (image features as `extract_img_feature` gives them)."""
         with self._inference():

@@ -78,6 +78,13 @@ class Encoder(Protocol):
         ...
 
 
+def unit_rows(array: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, float32: what every encoder returns (and what a bf16 pass or another
+    runtime is re-normalized to)."""
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    return (array / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
 def unanswered(encoder: Encoder, mode: str) -> InvalidInput:
     return InvalidInput(f"A {encoder.kind} model does not answer {mode} queries; it answers "
                         f"{' and '.join(sorted(encoder.modes))} ones.")

@@ -6,10 +6,8 @@ open_clip before loading, so they are named like the built-in ones.
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import socket
-import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,13 +18,11 @@ import torch
 from PIL import Image
 
 from tirg.combiner import FILE_WEIGHTS, clip_weights_id
-from webserver.encoders.base import CLIP, choose_precision, pick_device
+from webserver.encoders.base import CLIP, choose_precision, pick_device, unit_rows
 from webserver.encoders.clip_compose import ClipComposers
-from webserver.encoders.onnx_towers import OnnxTowers, cache_key, choose_runtime
+from webserver.encoders.onnx_towers import OnnxTowers, built_or_torch, cache_key, choose_runtime
 from webserver.encoders.short_context import short_context_encode, short_context_tower
 from webserver.errors import EncoderLoadError
-
-log = logging.getLogger(__name__)
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 
@@ -108,17 +104,15 @@ class ClipEncoder:
 
     def _onnx_towers(self, requested: str, cache_dir: Path | None) -> OnnxTowers | None:
         text_tower = short_context_tower(self.model)
-        runtime = choose_runtime(requested, self.precision.precision, self.device, text_tower is not None)
-        if runtime != "onnx" or text_tower is None:
-            return None
-        cache = cache_dir or Path(tempfile.mkdtemp(prefix="clip-onnx-"))
-        try:
+        runtime = choose_runtime("CLIP_RUNTIME", requested, self.precision.precision, self.device,
+                                 None if text_tower is not None else "another text tower (not causal, or pooled "
+                                                                     "elsewhere than the end-of-text token)")
+
+        def build(cache: Path) -> OnnxTowers:
+            assert text_tower is not None  # choose_runtime picks onnx only with one
             return OnnxTowers(self.model, text_tower, cache_dir=cache, key=cache_key(self.encoder_id))
-        except EncoderLoadError as exc:
-            if requested == "onnx":
-                raise
-            log.warning("CLIP_RUNTIME=auto: running torch: %s", exc)
-            return None
+
+        return built_or_torch("CLIP_RUNTIME", requested, runtime, build, cache_dir)
 
     def _probe_dimension(self) -> int:
         return self.encode_texts(["probe"]).shape[1]
@@ -163,7 +157,7 @@ class ClipEncoder:
     def _encode_pixel_batch(self, pixels: torch.Tensor) -> np.ndarray:
         with self._lock, torch.inference_mode():
             if self.onnx is not None:
-                return _unit_rows(self.onnx.encode_pixels(pixels))
+                return unit_rows(self.onnx.encode_pixels(pixels))
             features = self.model.encode_image(pixels.to(self.device, self.dtype), normalize=True)
         return _to_unit_numpy(features)
 
@@ -171,19 +165,14 @@ class ClipEncoder:
         tokens = self.tokenizer(texts)
         with self._lock, torch.inference_mode():
             if self.onnx is not None:
-                return _unit_rows(self.onnx.encode_tokens(tokens))
+                return unit_rows(self.onnx.encode_tokens(tokens))
             features = self.encode_text_tokens(tokens.to(self.device))
         return _to_unit_numpy(features)
 
 
 def _to_unit_numpy(features: torch.Tensor) -> np.ndarray:
     # Re-normalize after a bf16 pass so stored vectors are unit length to fp32 precision.
-    return _unit_rows(features.float().cpu().numpy())
-
-
-def _unit_rows(array: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(array, axis=1, keepdims=True)
-    return (array / np.maximum(norms, 1e-12)).astype(np.float32)
+    return unit_rows(features.float().cpu().numpy())
 
 
 HUB_HOST = "huggingface.co"

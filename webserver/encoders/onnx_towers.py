@@ -1,9 +1,10 @@
-"""CLIP towers run by ONNX Runtime instead of torch eager (CLIP_RUNTIME).
+"""Model towers run by ONNX Runtime instead of torch eager (CLIP_RUNTIME, TIRG_RUNTIME).
 
-Why: on a CPU in fp32, torch eager spends most of a one-query pass outside the matmuls (per-operator
-dispatch, layout and allocation), ONNX Runtime runs the same graph fused. Measured on the 2-core AVX2 EPYC
-with ViT-B-32 (docs/benchmarks.md, "ONNX Runtime"): the text tower over 8 tokens ~3.7x faster, an image
-~1.7x, with cosine >= 0.99999 to torch's vectors. Where bf16 runs (an AVX-512 BF16 CPU, CUDA) torch stays.
+Why: on a CPU in fp32, torch eager's few-row matmuls stream a query's weights at ~3.6 GB/s where ONNX
+Runtime's kernels reach ~10 GB/s, and a small model's pass is mostly per-operator overhead, which ONNX
+Runtime's fused graph avoids. Measured on the 2-core AVX2 EPYC (docs/benchmarks.md, "ONNX Runtime"):
+ViT-B-32's text tower over 8 tokens 3.9x faster, an image 1.8x, with cosine >= 0.99999 to torch's
+vectors. Where bf16 runs (an AVX-512 BF16 CPU, CUDA) torch stays.
 
 The towers are exported once per weights (torch.onnx's dynamo exporter: dynamic batch, and the text
 length dynamic too, since text runs over the real length: short_context) into a cache folder, keyed by the
@@ -12,11 +13,13 @@ processes starting at once never read half a file.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -27,6 +30,7 @@ from webserver.errors import EncoderLoadError
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("auto", "torch", "onnx")
+T = TypeVar("T")
 
 
 def onnx_runtime_installed() -> bool:
@@ -37,22 +41,51 @@ def onnx_runtime_installed() -> bool:
     return True
 
 
-def choose_runtime(requested: str, precision: str, device: torch.device, text_exact: bool) -> str:
-    """torch or onnx. auto: onnx for fp32 on a CPU where onnxruntime is installed and the text tower can
-    run over the real length (the graph is exported with that length dynamic); torch otherwise."""
+def choose_runtime(setting: str, requested: str, precision: str, device: torch.device,
+                   exportable: str | None = None) -> str:
+    """torch or onnx, for the encoder that `setting` (CLIP_RUNTIME, TIRG_RUNTIME) configures. auto: onnx
+    for fp32 on a CPU where onnxruntime is installed and the model can be exported (`exportable` says why
+    not); torch otherwise."""
     if requested not in RUNTIMES:
-        raise EncoderLoadError(f"CLIP_RUNTIME={requested!r}: choose one of {', '.join(RUNTIMES)}.")
-    fits = device.type == "cpu" and precision == "fp32" and text_exact
+        raise EncoderLoadError(f"{setting}={requested!r}: choose one of {', '.join(RUNTIMES)}.")
+    fits = device.type == "cpu" and precision == "fp32" and exportable is None
     if requested == "auto":
         return "onnx" if fits and onnx_runtime_installed() else "torch"
     if requested == "onnx" and not fits:
         raise EncoderLoadError(
-            "CLIP_RUNTIME=onnx runs fp32 on a CPU, for open_clip CLIP text towers (causal mask, end-of-text "
-            f"pooling); this encoder runs {precision} on {device.type}{'' if text_exact else ', another text tower'}. "
-            "Set CLIP_RUNTIME=auto or torch.")
+            f"{setting}=onnx runs fp32 on a CPU; this encoder runs {precision} on {device.type}"
+            f"{'' if exportable is None else ', ' + exportable}. Set {setting}=auto or torch.")
     if requested == "onnx" and not onnx_runtime_installed():
-        raise EncoderLoadError("CLIP_RUNTIME=onnx needs the onnxruntime package (requirements.txt).")
+        raise EncoderLoadError(f"{setting}=onnx needs the onnxruntime package (requirements.txt).")
     return requested
+
+
+def built_or_torch(setting: str, requested: str, runtime: str, build: Callable[[Path], T],
+                   cache_dir: Path | None) -> T | None:
+    """`build(cache folder)` where `runtime` is onnx; None (torch runs) where it is not, or where the export
+    failed under auto (logged). The folder defaults to a temporary one, exported again by the next process."""
+    if runtime != "onnx":
+        return None
+    try:
+        return build(cache_dir or Path(tempfile.mkdtemp(prefix="onnx-")))
+    except EncoderLoadError as exc:
+        if requested == "onnx":
+            raise
+        log.warning("%s=auto: running torch: %s", setting, exc)
+        return None
+
+
+def onnx_session(module: torch.nn.Module, sample: torch.Tensor, path: Path, dynamic_axes: dict[int, str],
+                 threads: int | None = None):
+    """An ONNX Runtime session of `module` (one tensor in, one out; the input named as forward's argument),
+    exported to `path` first unless a file is already there."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.log_severity_level = 3  # errors only: its warnings about unused initializers are noise here
+    exported = _exported(module, sample, path, dynamic_axes)
+    return ort.InferenceSession(str(exported), options, providers=["CPUExecutionProvider"])
 
 
 class ImageTower(torch.nn.Module):
@@ -65,27 +98,16 @@ class ImageTower(torch.nn.Module):
 
 
 class OnnxTowers:
-    """The text tower (over the real length) and the image tower as ONNX Runtime sessions. Thread-safe:
-    a session may run from several threads at once."""
+    """The CLIP text tower (over the real length) and image tower as ONNX Runtime sessions."""
 
-    def __init__(self, model: Any, text_tower: ShortContextText, *, cache_dir: Path, key: str,
-                 threads: int | None = None):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.log_severity_level = 3  # errors only: its warnings about unused initializers are noise here
-        sample_tokens = torch.ones((2, 4), dtype=torch.long)
+    def __init__(self, model: Any, text_tower: ShortContextText, *, cache_dir: Path, key: str):
         size = model.visual.image_size
         size = size if isinstance(size, tuple) else (size, size)
-        sample_pixels = torch.zeros((2, 3, *size), dtype=torch.float32)
         self._text_tower = text_tower
-        text_file = _exported(text_tower, sample_tokens, cache_dir / f"{key}-text.onnx",
-                              ("tokens", {0: "batch", 1: "length"}))
-        image_file = _exported(ImageTower(model), sample_pixels, cache_dir / f"{key}-image.onnx",
-                               ("pixels", {0: "batch"}))
-        self.text = ort.InferenceSession(str(text_file), options, providers=["CPUExecutionProvider"])
-        self.image = ort.InferenceSession(str(image_file), options, providers=["CPUExecutionProvider"])
+        self.text = onnx_session(text_tower, torch.ones((2, 4), dtype=torch.long), cache_dir / f"{key}-text.onnx",
+                                 {0: "batch", 1: "length"})
+        self.image = onnx_session(ImageTower(model), torch.zeros((2, 3, *size)), cache_dir / f"{key}-image.onnx",
+                                  {0: "batch"})
 
     def encode_tokens(self, tokens: torch.Tensor) -> np.ndarray:
         cut = tokens[:, :real_length(tokens, self._text_tower)]
@@ -95,15 +117,50 @@ class OnnxTowers:
         return self.image.run(None, {"pixels": pixels.float().numpy()})[0]
 
 
+class ModelMethod(torch.nn.Module):
+    """One method of a model as a module of its own, to export it alone."""
+
+    def __init__(self, model: Any, method: str):
+        super().__init__()
+        self.model, self.method = model, method
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return getattr(self.model, self.method)(pixels)
+
+
+class OnnxImageFeatures:
+    """A TIRG model's image features as ONNX Runtime sessions: `query`, what composition starts from
+    (extract_img_feature); `gallery`, what a collection stores once normalized (target_features). One
+    session where the model does not tell them apart (TIRG; TIRG on the last conv map does)."""
+
+    def __init__(self, model: Any, *, cache_dir: Path, key: str):
+        from tirg.models import ComposeModel
+
+        size = model.config.image_size
+        sample = torch.zeros((2, 3, size, size))
+        self._query = onnx_session(ModelMethod(model, "extract_img_feature"), sample, cache_dir / f"{key}-query.onnx",
+                                   {0: "batch"})
+        same = type(model).target_features is ComposeModel.target_features
+        self._gallery = self._query if same else onnx_session(
+            ModelMethod(model, "target_features"), sample, cache_dir / f"{key}-gallery.onnx", {0: "batch"})
+
+    def query(self, pixels: torch.Tensor) -> np.ndarray:
+        return self._query.run(None, {"pixels": pixels.float().numpy()})[0]
+
+    def gallery(self, pixels: torch.Tensor) -> np.ndarray:
+        return self._gallery.run(None, {"pixels": pixels.float().numpy()})[0]
+
+
 def cache_key(encoder_id: str) -> str:
-    """A file name from the encoder id (`open_clip/<model>/<weights>`) and the exporter's version."""
+    """A file name from the encoder id (`open_clip/<model>/<weights>`, `tirg/<model>/<weights>`) and the
+    exporter's version."""
     return f"{encoder_id.replace('/', '_')}-torch{torch.__version__.split('+')[0]}"
 
 
-def _exported(module: torch.nn.Module, sample: torch.Tensor, path: Path, axes: tuple[str, dict[int, str]]) -> Path:
+def _exported(module: torch.nn.Module, sample: torch.Tensor, path: Path, dynamic: dict[int, str]) -> Path:
     if path.is_file():
         return path
-    name, dynamic = axes
+    name = next(iter(inspect.signature(module.forward).parameters))
     path.parent.mkdir(parents=True, exist_ok=True)
     log.info("exporting %s to ONNX (once for these weights)", path.name)
     for chatty in ("onnx_ir", "onnxscript", "torch.onnx", "torch.export"):  # INFO lines per initializer

@@ -13,17 +13,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from webserver.encoders.base import TIRG, choose_precision, pick_device, unanswered
+from webserver.encoders.base import TIRG, choose_precision, pick_device, unanswered, unit_rows
+from webserver.encoders.onnx_towers import OnnxImageFeatures, built_or_torch, cache_key, choose_runtime
 from webserver.errors import EncoderLoadError, InvalidInput
 
 
 class TirgEncoder:
     kind = TIRG
     modes = frozenset({"image", "composed"})
-    runtime = "torch"
-
     def __init__(self, checkpoint: str | Path, *, device: str = "auto", batch_size: int = 64,
-                 precision: str = "fp32", cpu_class: str | None = None):
+                 precision: str = "fp32", cpu_class: str | None = None, runtime: str = "torch",
+                 onnx_cache_dir: Path | None = None):
+        """`runtime`: torch, onnx or auto (onnx_towers.choose_runtime): the image encoder run by ONNX
+        Runtime, the text encoder (an LSTM over a handful of words) and the composition by torch."""
         from tirg.checkpoint import weights_fingerprint
         from tirg.inference import load_tirg
 
@@ -42,6 +44,16 @@ class TirgEncoder:
         self.dimension = self.composer.dimension
         self.encoder_id = f"{TIRG}/{self.composer.config.model}/weights-{weights_fingerprint(self.composer.model)}"
         self._lock = threading.Lock()  # one forward pass at a time; torch already uses every core
+        self.onnx = self._onnx_features(runtime, onnx_cache_dir)
+
+    @property
+    def runtime(self) -> str:
+        return "torch" if self.onnx is None else "onnxruntime"
+
+    def _onnx_features(self, requested: str, cache_dir: Path | None) -> OnnxImageFeatures | None:
+        runtime = choose_runtime("TIRG_RUNTIME", requested, self.precision.precision, self.composer.model.device)
+        return built_or_torch("TIRG_RUNTIME", requested, runtime, lambda cache: OnnxImageFeatures(
+            self.composer.model, cache_dir=cache, key=cache_key(self.encoder_id)), cache_dir)
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         batches = [images[i:i + self.batch_size] for i in range(0, len(images), self.batch_size)]
@@ -54,8 +66,10 @@ class TirgEncoder:
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         parts = []
         for start in range(0, len(pixels), self.batch_size):
+            batch = pixels[start:start + self.batch_size]
             with self._lock:
-                parts.append(self.composer.encode_pixels(pixels[start:start + self.batch_size]))
+                parts.append(self.composer.encode_pixels(batch) if self.onnx is None
+                             else unit_rows(self.onnx.gallery(batch)))
         return np.concatenate(parts) if parts else np.zeros((0, self.dimension), np.float32)
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -77,4 +91,7 @@ class TirgEncoder:
     def compose(self, images: Sequence[Image.Image], texts: Sequence[str], composer: str | None = None) -> np.ndarray:
         self.composer_for(composer)
         with self._lock:
-            return self.composer.compose(images, texts).astype(np.float32)
+            if self.onnx is None:
+                return self.composer.compose(images, texts).astype(np.float32)
+            features = torch.from_numpy(self.onnx.query(self.composer.preprocess(images)))
+            return self.composer.compose_image_features(features, texts).astype(np.float32)

@@ -45,7 +45,7 @@ def load_encoder(settings: Settings) -> ClipEncoder:
                        cpu_class=settings.CPU_CLASS, composer=settings.CLIP_COMPOSER,
                        sum_text_weight=settings.CLIP_SUM_TEXT_WEIGHT,
                        combiner_checkpoint=settings.CLIP_COMBINER_CHECKPOINT, runtime=settings.CLIP_RUNTIME,
-                       onnx_cache_dir=settings.CLIP_ONNX_CACHE.expanduser())
+                       onnx_cache_dir=settings.ONNX_CACHE.expanduser())
 
 
 def load_encoders(settings: Settings, clip: ClipEncoder | None = None) -> EncoderSet:
@@ -54,7 +54,8 @@ def load_encoders(settings: Settings, clip: ClipEncoder | None = None) -> Encode
     if settings.TIRG_CHECKPOINT:
         encoders.append(TirgEncoder(settings.TIRG_CHECKPOINT, device=settings.DEVICE,
                                     batch_size=settings.ENCODE_BATCH_SIZE, precision=settings.TIRG_PRECISION,
-                                    cpu_class=settings.CPU_CLASS))
+                                    cpu_class=settings.CPU_CLASS, runtime=settings.TIRG_RUNTIME,
+                                    onnx_cache_dir=settings.ONNX_CACHE.expanduser()))
     return EncoderSet(*encoders)
 
 

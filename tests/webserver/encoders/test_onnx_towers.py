@@ -75,3 +75,30 @@ def test_bf16_keeps_torch_under_auto_and_refuses_onnx(clip_checkpoint, tmp_path)
     with pytest.raises(EncoderLoadError, match="CLIP_RUNTIME=onnx runs fp32"):
         ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu", precision="bf16", cpu_class="avx512_bf16",
                     runtime="onnx", onnx_cache_dir=tmp_path)
+
+
+def tirg_checkpoint_of(model_name: str, folder):
+    from tirg.checkpoint import save_checkpoint
+    from tirg.models import TirgConfig, create_model
+    from tirg.text import Vocabulary
+
+    torch.manual_seed(0)
+    config = TirgConfig(model=model_name, embed_dim=32, word_dim=16, lstm_dim=16, image_size=32)
+    model = create_model(config, Vocabulary.build(["make top-left red object blue", "add red cube to center"]))
+    return save_checkpoint(folder / f"{model_name}.pt", model)
+
+
+@pytest.mark.parametrize("model_name", ["tirg", "tirg_lastconv"])  # lastconv: query and gallery features differ
+def test_tirg_on_onnxruntime_gives_torchs_gallery_and_composed_vectors(model_name, tmp_path):
+    from webserver.encoders.tirg import TirgEncoder
+
+    checkpoint = tirg_checkpoint_of(model_name, tmp_path)
+    ours = TirgEncoder(checkpoint, device="cpu", batch_size=16, runtime="auto", onnx_cache_dir=tmp_path / "cache")
+    theirs = TirgEncoder(checkpoint, device="cpu", batch_size=16, runtime="torch")
+    assert (ours.runtime, theirs.runtime) == ("onnxruntime", "torch") and ours.encoder_id == theirs.encoder_id
+    images = [image for image, _ in sample_images(20)]
+    assert np.sum(ours.encode_images(images) * theirs.encode_images(images), axis=1).min() >= 0.99999
+    changes = ["make top-left red object blue", "add red cube to center", "remove it"] * 2
+    composed, expected = ours.compose(images[:6], changes), theirs.compose(images[:6], changes)
+    assert composed.dtype == np.float32 and np.sum(composed * expected, axis=1).min() >= 0.99999
+    assert len(list((tmp_path / "cache").glob("*.onnx"))) == (1 if model_name == "tirg" else 2)
