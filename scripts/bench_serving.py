@@ -14,7 +14,8 @@ request as the client sees it, and throughput. Configurations:
 - batched: CLIP_PRECISION=fp32 with the default query batching;
 - batched-no-window: the same without the collection window (a batch is whatever waited while the
   previous pass ran);
-- batched-torch: batched, the towers run by torch (CLIP_RUNTIME=torch), as before ONNX Runtime;
+- batched-torch: batched, the models run by torch (CLIP_RUNTIME=torch, TIRG_RUNTIME=torch), as before
+  ONNX Runtime;
 - defaults: no setting changed (CLIP_PRECISION=auto: bf16 where the CPU computes it natively;
   CLIP_RUNTIME=auto: ONNX Runtime where fp32 runs on a CPU, exported once into ONNX_CACHE).
 Prints a table and writes JSON; medians, as this machine is noisy.
@@ -44,7 +45,7 @@ CONFIGS = {
     "one-at-a-time": {"CLIP_PRECISION": "fp32", "QUERY_BATCH_MAX": "1"},
     "batched": {"CLIP_PRECISION": "fp32"},
     "batched-no-window": {"CLIP_PRECISION": "fp32", "QUERY_BATCH_WINDOW_MS": "0"},
-    "batched-torch": {"CLIP_PRECISION": "fp32", "CLIP_RUNTIME": "torch"},
+    "batched-torch": {"CLIP_PRECISION": "fp32", "CLIP_RUNTIME": "torch", "TIRG_RUNTIME": "torch"},
     "defaults": {},
 }
 CHANGES = ["make top-left red object blue", "add red cube to center", "remove bottom-right object",
