@@ -2,7 +2,7 @@
 arithmetic that bounds it, for one text query and one image query through the server's ClipEncoder.
 
     python scripts/profile_encoders.py [--model ViT-B-32] [--precision auto|fp32|bf16] [--runs 40]
-                                       [--compile] [--int8] [--onnx] [--pretrained FILE]
+                                       [--compile] [--int8] [--onnx] [--tirg CHECKPOINT] [--pretrained FILE]
                                        [--out docs/profile_encoders.json]
 
 Weights are random (timing does not depend on them) unless --pretrained names a checkpoint. Stages:
@@ -12,6 +12,8 @@ the towers under torch.compile (inductor; needs a C compiler) and checks the vec
 `--int8` times a copy with int8 weights in every Linear layer (torch's dynamic quantization: the weights
 stored in int8, activations quantized on the fly) and its cosine to the model's own vectors on 64
 Fashion-MNIST images and captions (meaningful with --pretrained).
+`--tirg CHECKPOINT` times a composed query's stages through the server's TirgEncoder (image features, the
+text LSTM, the composition, end to end), torch against ONNX Runtime for the image features.
 `--onnx` times the towers as ONNX Runtime runs them (CLIP_RUNTIME=onnx: webserver/encoders/onnx_towers.py),
 the export's cost, their cosine to torch's vectors on the same images and captions, and ONNX Runtime's own
 profile of the text tower (its top operators).
@@ -46,6 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd towers")
     parser.add_argument("--int8", action="store_true", help="also time towers with dynamic int8 Linear weights")
     parser.add_argument("--onnx", action="store_true", help="also time the towers run by ONNX Runtime")
+    parser.add_argument("--tirg", type=Path, help="also profile a composed query through this TIRG checkpoint "
+                                                   "(models/tirg-css.pt): its stages in torch and ONNX Runtime")
     parser.add_argument("--pretrained", help="a checkpoint of --model (default: random weights)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "profile_encoders.json")
     return parser.parse_args(argv)
@@ -272,6 +276,35 @@ def compiled_towers(args, text_tower, image_tower, encoder, tokens, pixels) -> d
             "text_cosine_to_eager": round(text_cos, 6), "image_cosine_to_eager": round(image_cos, 6)}
 
 
+def profile_tirg(args, cache: Path) -> dict:
+    """A composed query's stages (one scene and one change) through TirgEncoder in each runtime."""
+    from _samples import sample_images
+
+    from webserver.encoders.tirg import TirgEncoder
+
+    image, change = sample_images(1)[0][0], "make top-left red object blue"
+    result: dict = {"checkpoint": str(args.tirg)}
+    for runtime in ("torch", "onnx"):
+        encoder = TirgEncoder(args.tirg, device="cpu", runtime=runtime, onnx_cache_dir=cache)
+        result[encoder.runtime] = tirg_stages(args, encoder, image, change)
+    return result
+
+
+def tirg_stages(args, encoder, image, change: str) -> dict:
+    model, pixels = encoder.composer.model, encoder.preprocess_images([image])
+    if encoder.onnx is None:
+        features_ms = median_ms(lambda: model.extract_img_feature(pixels), args.runs)
+    else:
+        features_ms = median_ms(functools.partial(encoder.onnx.query, pixels), args.runs)
+    with torch.inference_mode():
+        features, texts = model.extract_img_feature(pixels), model.extract_text_feature([change])
+        return {"preprocess_ms": median_ms(lambda: encoder.preprocess_images([image]), args.runs),
+                "image_features_ms": features_ms,
+                "text_lstm_ms": median_ms(lambda: model.extract_text_feature([change]), args.runs),
+                "compose_ms": median_ms(lambda: model.compose_img_text_features(features, texts), args.runs),
+                "end_to_end_ms": median_ms(lambda: encoder.compose([image], [change]), args.runs)}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from webserver.encoders.clip import ClipEncoder, save_random_weights
@@ -281,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         args.weights = str(weights)
         encoder = ClipEncoder(args.model, str(weights), device="cpu", precision=args.precision)
         result = profile_encoder(args, encoder)
+        if args.tirg:
+            result["tirg"] = profile_tirg(args, Path(tmp))
     result.update(model=args.model, weights=args.pretrained or "random", precision=encoder.precision.precision,
                   machine=machine_summary(),
                   matmul_gflops=matmul_gflops(encoder.dtype))
@@ -306,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         print("int8 Linear weights:", json.dumps(result["int8"]))
     if "onnx" in result:
         print("ONNX Runtime:", json.dumps(result["onnx"]))
+    if "tirg" in result:
+        print("TIRG composed query:", json.dumps(result["tirg"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"-> {args.out}")
