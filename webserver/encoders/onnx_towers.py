@@ -84,6 +84,10 @@ def onnx_session(module: torch.nn.Module, sample: torch.Tensor, path: Path, dyna
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.log_severity_level = 3  # errors only: its warnings about unused initializers are noise here
+    # Its threads sleep between runs instead of spinning: they share the cores with torch's (TIRG's text
+    # LSTM runs right after its image features: a composed query 16.4 -> 14.3 ms) and with the server's
+    # Python threads; a ViT-B-32 tower alone times the same either way (docs/benchmarks.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     exported = _exported(module, sample, path, dynamic_axes)
     return ort.InferenceSession(str(exported), options, providers=["CPUExecutionProvider"])
 
