@@ -70,15 +70,16 @@ def built_or_torch(setting: str, requested: str, runtime: str, build: Callable[[
         return build(cache_dir or Path(tempfile.mkdtemp(prefix="onnx-")))
     except EncoderLoadError as exc:
         if requested == "onnx":
-            raise
-        log.warning("%s=auto: running torch: %s", setting, exc)
+            raise EncoderLoadError(f"{setting}=onnx: {exc.detail} Set {setting}=torch (or auto).") from None
+        log.warning("%s=auto: running torch: %s", setting, exc.detail)
         return None
 
 
 def onnx_session(module: torch.nn.Module, sample: torch.Tensor, path: Path, dynamic_axes: dict[int, str],
                  threads: int | None = None):
     """An ONNX Runtime session of `module` (one tensor in, one out; the input named as forward's argument),
-    exported to `path` first unless a file is already there."""
+    exported to `path` first unless a file is already there. A cached file ONNX Runtime cannot read (cut
+    short, or written by an exporter it does not know) is exported again, once."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -88,8 +89,18 @@ def onnx_session(module: torch.nn.Module, sample: torch.Tensor, path: Path, dyna
     # LSTM runs right after its image features: a composed query 16.4 -> 14.3 ms) and with the server's
     # Python threads; a ViT-B-32 tower alone times the same either way (docs/benchmarks.md).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    exported = _exported(module, sample, path, dynamic_axes)
-    return ort.InferenceSession(str(exported), options, providers=["CPUExecutionProvider"])
+    cached = path.is_file()
+    try:
+        return ort.InferenceSession(str(_exported(module, sample, path, dynamic_axes)), options,
+                                    providers=["CPUExecutionProvider"])
+    except EncoderLoadError:
+        raise
+    except Exception as exc:  # onnxruntime raises its own Fail / InvalidGraph / InvalidProtobuf
+        if not cached:
+            raise EncoderLoadError(f"ONNX Runtime cannot load {path} ({type(exc).__name__}: {exc}).") from None
+        log.warning("the cached %s could not be loaded (%s): exporting it again", path, type(exc).__name__)
+        path.unlink(missing_ok=True)
+        return onnx_session(module, sample, path, dynamic_axes, threads)
 
 
 class ImageTower(torch.nn.Module):
@@ -178,8 +189,7 @@ def _exported(module: torch.nn.Module, sample: torch.Tensor, path: Path, dynamic
                               dynamic_shapes=shapes, dynamo=True, external_data=False, verbose=False)
         os.replace(partial, path)
     except Exception as exc:
-        raise EncoderLoadError(f"Could not export the CLIP towers to ONNX ({type(exc).__name__}: {exc}); "
-                               "set CLIP_RUNTIME=torch.") from None
+        raise EncoderLoadError(f"Could not export {path.name} to ONNX ({type(exc).__name__}: {exc}).") from None
     finally:
         Path(partial).unlink(missing_ok=True)
     return path

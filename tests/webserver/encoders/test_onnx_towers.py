@@ -53,6 +53,16 @@ def test_the_export_is_made_once_and_then_read_from_the_cache(clip_checkpoint, t
     assert again.runtime == "onnxruntime" and sorted(path.name for path in tmp_path.iterdir()) == exported
 
 
+def test_a_cached_file_cut_short_is_exported_again(clip_checkpoint, tmp_path, caplog, torch_encoder):
+    ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu", runtime="onnx", onnx_cache_dir=tmp_path)
+    for path in tmp_path.glob("*.onnx"):
+        path.write_bytes(path.read_bytes()[:1000])
+    with caplog.at_level(logging.WARNING):
+        again = ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu", runtime="onnx", onnx_cache_dir=tmp_path)
+    assert "exporting it again" in caplog.text and again.runtime == "onnxruntime"
+    assert float(again.encode_texts(["a red dress"])[0] @ torch_encoder.encode_texts(["a red dress"])[0]) >= 0.99999
+
+
 def test_a_failed_export_falls_back_to_torch_under_auto_and_is_an_error_under_onnx(
         clip_checkpoint, tmp_path, monkeypatch, caplog):
     def broken(*args, **kwargs):
@@ -63,7 +73,8 @@ def test_a_failed_export_falls_back_to_torch_under_auto_and_is_an_error_under_on
         fallback = ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu", runtime="auto",
                                onnx_cache_dir=tmp_path)
     assert fallback.runtime == "torch" and "unsupported operator" in caplog.text
-    with pytest.raises(EncoderLoadError, match="CLIP_RUNTIME=torch"):
+    with pytest.raises(EncoderLoadError, match=r"CLIP_RUNTIME=onnx: Could not export .*unsupported operator.*"
+                                               r"Set CLIP_RUNTIME=torch"):
         ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu", runtime="onnx", onnx_cache_dir=tmp_path)
     assert not list(tmp_path.iterdir())  # no half-written file left behind
 
