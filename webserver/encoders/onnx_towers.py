@@ -176,13 +176,16 @@ def _exported(module: torch.nn.Module, sample: torch.Tensor, path: Path, dynamic
     if path.is_file():
         return path
     name = next(iter(inspect.signature(module.forward).parameters))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".partial")
+    except OSError as exc:
+        raise EncoderLoadError(f"ONNX_CACHE: cannot write the export into {path.parent} ({exc.strerror}).") from None
+    os.close(handle)
     log.info("exporting %s to ONNX (once for these weights)", path.name)
     for chatty in ("onnx_ir", "onnxscript", "torch.onnx", "torch.export"):  # INFO lines per initializer
         logging.getLogger(chatty).setLevel(logging.WARNING)
     shapes = {name: {axis: torch.export.Dim(label, min=1) for axis, label in dynamic.items()}}
-    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".partial")
-    os.close(handle)
     try:
         with torch.no_grad():
             torch.onnx.export(module.eval(), (sample,), partial, input_names=[name], output_names=["vectors"],

@@ -79,6 +79,18 @@ def test_a_failed_export_falls_back_to_torch_under_auto_and_is_an_error_under_on
     assert not list(tmp_path.iterdir())  # no half-written file left behind
 
 
+def test_a_cache_folder_that_cannot_be_written_falls_back_to_torch_under_auto(clip_checkpoint, tmp_path, caplog):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    with caplog.at_level(logging.WARNING):
+        fallback = ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu", runtime="auto",
+                               onnx_cache_dir=not_a_folder / "onnx")
+    assert fallback.runtime == "torch" and "ONNX_CACHE" in caplog.text
+    with pytest.raises(EncoderLoadError, match="CLIP_RUNTIME=onnx: ONNX_CACHE: cannot write"):
+        ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu", runtime="onnx",
+                    onnx_cache_dir=not_a_folder / "onnx")
+
+
 def test_bf16_keeps_torch_under_auto_and_refuses_onnx(clip_checkpoint, tmp_path):
     bf16 = ClipEncoder(TINY_MODEL, str(clip_checkpoint), device="cpu", precision="bf16", cpu_class="avx512_bf16",
                        runtime="auto", onnx_cache_dir=tmp_path)
