@@ -50,7 +50,9 @@ def choose_runtime(setting: str, requested: str, precision: str, device: torch.d
         raise EncoderLoadError(f"{setting}={requested!r}: choose one of {', '.join(RUNTIMES)}.")
     fits = device.type == "cpu" and precision == "fp32" and exportable is None
     if requested == "auto":
-        return "onnx" if fits and onnx_runtime_installed() else "torch"
+        chosen = "onnx" if fits and onnx_runtime_installed() else "torch"
+        log.info("%s=auto: running %s (%s on %s)", setting, chosen, precision, device.type)
+        return chosen
     if requested == "onnx" and not fits:
         raise EncoderLoadError(
             f"{setting}=onnx runs fp32 on a CPU; this encoder runs {precision} on {device.type}"
