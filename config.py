@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     MILVUS_TABLE: str = Field("images", description="default (CLIP) collection, created at startup")
     TIRG_TABLE: str = Field("scenes", description="default TIRG collection, created at startup when "
                                                   "TIRG_CHECKPOINT is set; composed queries go here by default")
+    FUSED_TABLE: str = Field("fused", description="default fused collection (TIRG + the trained combiner), "
+                                                   "created at startup when FUSED_TIRG_WEIGHT is set")
     MILVUS_INDEX_TYPE: str | None = Field(None, description="index of new collections: HNSW, IVF_FLAT, FLAT, "
                                                         "AUTOINDEX; default AUTOINDEX on Lite, HNSW on a server")
     MILVUS_HNSW_M: int = Field(16, ge=4, le=64, description="HNSW graph degree of new collections")
@@ -75,6 +77,11 @@ class Settings(BaseSettings):
         None, description="a combiner trained for the loaded CLIP weights (python -m tirg --model=clip_combiner; "
                           "the demo's is models/css-clip-combiner.pt)")
     TIRG_PRECISION: Literal["auto", "fp32", "bf16"] = "fp32"
+    FUSED_TIRG_WEIGHT: float | None = Field(
+        None, gt=0, lt=1, description="load the fused encoder (TIRG and the trained CLIP combiner in one vector, "
+                                      "ranked by w * TIRG + (1 - w) * combiner): TIRG's weight w; needs "
+                                      "TIRG_CHECKPOINT and CLIP_COMBINER_CHECKPOINT. 0.5 was chosen on the "
+                                      "scenes' training split (docs/results.md)")
     TIRG_RUNTIME: Literal["auto", "torch", "onnx"] = Field(
         "auto", description="what runs the TIRG image encoder (the same choice as CLIP_RUNTIME; its text LSTM "
                             "and the composition stay in torch)")

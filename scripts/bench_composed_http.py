@@ -118,13 +118,18 @@ def main(argv: list[str] | None = None) -> int:
         kind = client.get(f"/collections/{args.collection}").json()["kind"]
         online, latencies = online_recall(client, args.collection, queries, dataset.labels, ids, args.composer)
         ran_on = client.get("/readyz").json()["checks"].get(f"{kind}_encoder", f"no {kind} encoder")
-    offline = offline_recall(args.export / "tirg.pt", np.load(args.export / "img.npy"), dataset, queries) \
-        if kind == "tirg" else offline_clip_recall(args, dataset, queries)
+    if kind == "fused":  # offline, on every test query and each weight: scripts/bench_fusion.py
+        offline = None
+    else:
+        offline = offline_recall(args.export / "tirg.pt", np.load(args.export / "img.npy"), dataset, queries) \
+            if kind == "tirg" else offline_clip_recall(args, dataset, queries)
 
     print(f"{args.queries} test queries (seed {args.seed}), collection {args.collection} ({kind}"
           f"{', composer ' + args.composer if args.composer else ''}), server's encoder: {ran_on}")
     print("| | " + " | ".join(f"R@{k}" for k in KS) + " |\n|---|" + "---|" * len(KS))
     for name, recall in (("HTTP API", online), ("offline (same checkpoint)", offline)):
+        if recall is None:
+            continue
         print(f"| {name} | " + " | ".join(f"{recall[f'R@{k}']:.1f}" for k in KS) + " |")
     median_ms = statistics.median(latencies)
     print(f"HTTP composed query latency: median {median_ms:.1f} ms")

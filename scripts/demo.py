@@ -7,7 +7,8 @@
    installed) into DIR/fashion, unless they are there already.
 2. Indexes them, with progress bars: the scenes into a CLIP collection (MILVUS_TABLE, `images`: text,
    image and composed queries, with the captions; composed by the combiner trained over css-clip) and a
-   TIRG collection (TIRG_TABLE, `scenes`: image and composed queries); the Fashion-MNIST images into a
+   TIRG collection (TIRG_TABLE, `scenes`: image and composed queries) and a fused one (FUSED_TABLE, `fused`:
+   TIRG and the combiner in one vector, the best composed recall); the Fashion-MNIST images into a
    CLIP collection `fashion`, each with its class name as caption and metadata `{"label": "<class name>"}`.
    Images already indexed are skipped, so the second start is quick.
 3. Serves the page and the API (`python main.py` with the same settings) at http://127.0.0.1:PORT/.
@@ -33,7 +34,8 @@ ROOT = _bootstrap.ROOT
 FASHION = "fashion"
 DEMO_MODELS = {"CLIP_MODEL": "css-clip", "CLIP_PRETRAINED": str(ROOT / "models" / "css-clip.pt"),
                "CLIP_COMBINER_CHECKPOINT": str(ROOT / "models" / "css-clip-combiner.pt"),
-               "TIRG_CHECKPOINT": str(ROOT / "models" / "tirg-css.pt"), "LOG_FORMAT": "text"}
+               "TIRG_CHECKPOINT": str(ROOT / "models" / "tirg-css.pt"), "FUSED_TIRG_WEIGHT": "0.5",
+               "LOG_FORMAT": "text"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -54,6 +56,8 @@ def demo_environment(args: argparse.Namespace) -> dict[str, str]:
     other_clip = any(env[name] != DEMO_MODELS[name] for name in ("CLIP_MODEL", "CLIP_PRETRAINED"))
     if other_clip and "CLIP_COMBINER_CHECKPOINT" not in os.environ:
         del env["CLIP_COMBINER_CHECKPOINT"]  # trained for css-clip: other CLIP weights compose by the sum
+        if "FUSED_TIRG_WEIGHT" not in os.environ:
+            del env["FUSED_TIRG_WEIGHT"]  # the fusion's CLIP half is that combiner
     if not os.environ.get("DATA_DIR"):
         clip = f"{env['CLIP_MODEL']}-{Path(env['CLIP_PRETRAINED']).stem}"
         env["DATA_DIR"] = str(args.dir / ("index-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", clip)))
@@ -110,13 +114,16 @@ def ensure_fashion(args: argparse.Namespace) -> Path | None:
 
 
 def index_demo(services, scenes: Path, fashion: Path | None, batch_size: int) -> None:
-    from webserver.encoders.base import CLIP, TIRG
+    from webserver.encoders.base import CLIP, FUSED, TIRG
     from webserver.services.bulk import load_captions
 
     settings = services.settings
     scene_files = sorted((scenes / "images").glob("css_test_*.png"))
     captions = load_captions(scenes / "captions.json")
-    for name, kind in ((settings.MILVUS_TABLE, CLIP), (settings.TIRG_TABLE, TIRG)):
+    loaded = services.encoders.by_kind
+    for name, kind in ((settings.MILVUS_TABLE, CLIP), (settings.TIRG_TABLE, TIRG), (settings.FUSED_TABLE, FUSED)):
+        if kind not in loaded:
+            continue
         index_collection(services, name, kind, scenes / "images", scene_files, batch_size, captions)
     if fashion is not None:
         labels = json.loads((fashion / "labels.json").read_text())

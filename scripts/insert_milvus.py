@@ -1,6 +1,7 @@
 """Index a folder of images (recursively) into a collection.
 
-    python scripts/insert_milvus.py PATH --collection NAME [--encoder clip|tirg] [--batch-size N] [--captions FILE]
+    python scripts/insert_milvus.py PATH --collection NAME [--encoder clip|tirg|fused] [--batch-size N]
+                                    [--captions FILE]
                                     [--metadata FILE]
     python scripts/insert_milvus.py PATH --collection NAME --server http://127.0.0.1:7000
     python scripts/insert_milvus.py ./tirg/css        # the seed's layout: img.npy + images/000000.png ...
@@ -29,9 +30,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("path", type=Path, help="folder of images (searched recursively)")
     parser.add_argument("--collection", help="collection name (default: MILVUS_TABLE, or TIRG_TABLE for tirg)")
-    parser.add_argument("--encoder", choices=["clip", "tirg"],
+    parser.add_argument("--encoder", choices=["clip", "tirg", "fused"],
                         help="kind of a new collection: clip (text + image queries) or tirg (image + composed "
-                             "queries; needs TIRG_CHECKPOINT). Default: tirg for a folder with img.npy, else clip")
+                             "queries; needs TIRG_CHECKPOINT) or fused (TIRG and the trained combiner; needs "
+                             "FUSED_TIRG_WEIGHT). Default: tirg for a folder with img.npy, else clip")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--captions", type=Path, help="JSON {file: caption} or TSV file<TAB>caption")
     parser.add_argument("--metadata", type=Path,
@@ -44,7 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def default_collection(args: argparse.Namespace, settings) -> str:
-    return args.collection or (settings.TIRG_TABLE if args.encoder == "tirg" else settings.MILVUS_TABLE)
+    defaults = {"tirg": settings.TIRG_TABLE, "fused": settings.FUSED_TABLE}
+    return args.collection or defaults.get(args.encoder, settings.MILVUS_TABLE)
 
 
 def run_local(args: argparse.Namespace, files: list[Path]) -> int:

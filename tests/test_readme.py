@@ -89,7 +89,7 @@ def test_every_curl_example_answers_as_the_readme_says(demo, tmp_path):
     assert as_json(outputs, "/healthz") == {"status": "ok"}
     assert as_json(outputs, "/readyz")["status"] == "ready"
     listed = as_json(outputs, "curl -s http://127.0.0.1:7000/collections")
-    assert {c["name"] for c in listed["items"]} == {"images", "scenes", "fashion"}
+    assert {c["name"] for c in listed["items"]} == {"images", "scenes", "fused", "fashion"}
     assert listed["defaults"] == {"text": "images", "image": "images", "composed": "scenes"}
     fashion = as_json(outputs, "/collections/fashion")
     assert fashion["metadata_count"] == fashion["milvus_count"] == 10000
@@ -122,6 +122,9 @@ def test_every_curl_example_answers_as_the_readme_says(demo, tmp_path):
     on_clip = as_json(outputs, "collection=images -F image_id=$SCENE")
     assert (on_clip["mode"], on_clip["collection"], on_clip["composer"]) == ("composed", "images", "trained")
     assert on_clip["results"][0]["caption"] == expected_first, [h["caption"] for h in on_clip["results"]]
+    fused = as_json(outputs, "collection=fused -F image_id=$SCENE")
+    assert (fused["mode"], fused["collection"], fused["composer"]) == ("composed", "fused", None)
+    assert fused["results"][0]["caption"] == expected_first, [h["caption"] for h in fused["results"]]
 
     assert answer(outputs, "countTable").strip() == "5000"
     similar = as_json(outputs, "getSimilarResult")

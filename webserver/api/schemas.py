@@ -29,13 +29,14 @@ class CollectionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=NAME_RULE, examples=["fashion"], description=NAME_WORDS)
-    encoder: Literal["clip", "tirg"] = Field(
-        "clip", description="clip: text and image queries; tirg: image and composed (image + text) queries")
+    encoder: Literal["clip", "tirg", "fused"] = Field(
+        "clip", description="clip: text, image and composed queries; tirg: image and composed (image + text) "
+                            "queries; fused: TIRG and the trained combiner in one vector, image and composed")
 
 
 class CollectionPublic(BaseModel):
     name: str
-    kind: Literal["clip", "tirg"] = Field(description="the kind of encoder that made its vectors")
+    kind: Literal["clip", "tirg", "fused"] = Field(description="the kind of encoder that made its vectors")
     encoder_id: str = Field(description="the model that made this collection's vectors")
     dimension: int
     metric: str

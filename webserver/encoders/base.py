@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CLIP, TIRG = "clip", "tirg"
-KINDS = (CLIP, TIRG)
+CLIP, TIRG, FUSED = "clip", "tirg", "fused"
+KINDS = (CLIP, TIRG, FUSED)
 
 
 class Encoder(Protocol):
@@ -92,7 +92,10 @@ def unanswered(encoder: Encoder, mode: str) -> InvalidInput:
 
 def kind_of(encoder_id: str) -> str:
     """The kind of encoder that made a collection, from the id it recorded."""
-    return TIRG if encoder_id.startswith(f"{TIRG}/") else CLIP
+    for kind in (TIRG, FUSED):
+        if encoder_id.startswith(f"{kind}/"):
+            return kind
+    return CLIP
 
 
 def pick_device(requested: str) -> torch.device:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tirg.combiner import FILE_WEIGHTS, file_weights_id
 from webserver.errors import EncoderLoadError, InvalidInput
 
 SUM, TRAINED = "sum", "trained"
@@ -27,6 +28,9 @@ class ClipComposers:
         self.device = device
         self.combiner = _load_combiner(Path(combiner_checkpoint), model_name, weights_id, device) \
             if combiner_checkpoint else None
+        # The combiner's file hash, for ids that name it (a fused collection's).
+        self.combiner_id = file_weights_id(combiner_checkpoint).removeprefix(FILE_WEIGHTS)[:12] \
+            if self.combiner is not None and combiner_checkpoint else None
         if default == TRAINED and self.combiner is None:
             raise EncoderLoadError("CLIP_COMPOSER=trained needs CLIP_COMBINER_CHECKPOINT (a combiner trained by "
                                    "python -m tirg --model=clip_combiner); or set CLIP_COMPOSER=auto or sum.")

@@ -2,10 +2,11 @@
 id and dimension it recorded."""
 from __future__ import annotations
 
-from webserver.encoders.base import CLIP, TIRG, Encoder
+from webserver.encoders.base import CLIP, FUSED, TIRG, Encoder
 from webserver.errors import InvalidInput
 
-SETTING_BY_KIND = {CLIP: "CLIP_MODEL / CLIP_PRETRAINED", TIRG: "TIRG_CHECKPOINT"}
+SETTING_BY_KIND = {CLIP: "CLIP_MODEL / CLIP_PRETRAINED", TIRG: "TIRG_CHECKPOINT",
+                   FUSED: "TIRG_CHECKPOINT, CLIP_COMBINER_CHECKPOINT and FUSED_TIRG_WEIGHT"}
 
 
 class EncoderSet:
@@ -37,6 +38,10 @@ class EncoderSet:
     @property
     def tirg(self) -> Encoder | None:
         return self.by_kind.get(TIRG)
+
+    @property
+    def fused(self) -> Encoder | None:
+        return self.by_kind.get(FUSED)
 
     def describe(self) -> str:
         return ", ".join(f"{e.encoder_id} (dim {e.dimension})" for e in self.by_kind.values())

@@ -6,10 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from config import Settings
-from webserver.encoders.base import CLIP, TIRG, Encoder
+from webserver.encoders.base import CLIP, FUSED, TIRG, Encoder
 from webserver.encoders.clip import ClipEncoder
+from webserver.encoders.fused import FusedEncoder
 from webserver.encoders.registry import EncoderSet
 from webserver.encoders.tirg import TirgEncoder
+from webserver.errors import EncoderLoadError
 from webserver.services.collections import CollectionService
 from webserver.services.images import ImageService
 from webserver.services.query_batching import QueryBatching
@@ -50,12 +52,17 @@ def load_encoder(settings: Settings) -> ClipEncoder:
 
 def load_encoders(settings: Settings, clip: ClipEncoder | None = None) -> EncoderSet:
     """CLIP always; TIRG when TIRG_CHECKPOINT is set. `clip` reuses an already loaded CLIP model."""
-    encoders: list[Encoder] = [clip or load_encoder(settings)]
+    clip = clip or load_encoder(settings)
+    encoders: list[Encoder] = [clip]
+    if settings.FUSED_TIRG_WEIGHT is not None and not settings.TIRG_CHECKPOINT:
+        raise EncoderLoadError("FUSED_TIRG_WEIGHT needs TIRG_CHECKPOINT: the fusion's other half is TIRG.")
     if settings.TIRG_CHECKPOINT:
-        encoders.append(TirgEncoder(settings.TIRG_CHECKPOINT, device=settings.DEVICE,
+        encoders.append(tirg := TirgEncoder(settings.TIRG_CHECKPOINT, device=settings.DEVICE,
                                     batch_size=settings.ENCODE_BATCH_SIZE, precision=settings.TIRG_PRECISION,
                                     cpu_class=settings.CPU_CLASS, runtime=settings.TIRG_RUNTIME,
                                     onnx_cache_dir=settings.ONNX_CACHE.expanduser()))
+        if settings.FUSED_TIRG_WEIGHT is not None:
+            encoders.append(FusedEncoder(tirg, clip, settings.FUSED_TIRG_WEIGHT))
     return EncoderSet(*encoders)
 
 
@@ -78,6 +85,8 @@ def default_collections(settings: Settings, encoders: EncoderSet) -> list[tuple[
     defaults = [(settings.MILVUS_TABLE, CLIP)]
     if encoders.tirg is not None:
         defaults.append((settings.TIRG_TABLE, TIRG))
+    if encoders.fused is not None:
+        defaults.append((settings.FUSED_TABLE, FUSED))
     return defaults
 
 
