@@ -105,7 +105,7 @@ def test_every_curl_example_answers_as_the_readme_says(demo, tmp_path):
     assert [hit["metadata"]["label"] for hit in filtered] == ["sandal"] * 3
 
     added = as_json(outputs, "-F captions='a dress'")
-    assert [(item["id"], item["duplicate"]) for item in added["items"]] == [(20001, False), (20002, False)]
+    assert [(item["id"], item["duplicate"]) for item in added["items"]] == [(25001, False), (25002, False)]
     dress, sneaker = (item["id"] for item in added["items"])
     assert [i["id"] for i in as_json(outputs, "/collections/my_catalog/images?")["items"]] == [dress, sneaker]
     assert as_json(outputs, "curl -s http://127.0.0.1:7000/images/$DRESS")["caption"] == "a dress"
