@@ -21,6 +21,7 @@ from webserver.errors import EncoderLoadError, InvalidInput
 class TirgEncoder:
     kind = TIRG
     modes = frozenset({"image", "composed"})
+
     def __init__(self, checkpoint: str | Path, *, device: str = "auto", batch_size: int = 64,
                  precision: str = "fp32", cpu_class: str | None = None, runtime: str = "torch",
                  onnx_cache_dir: Path | None = None):
