@@ -47,6 +47,7 @@ class Row:
     recall_at_10: float = 0.0
     qps: dict[int, float] = field(default_factory=dict)
     copy_read_s: float = 0.0  # lite: reading the collection into the store's in-memory copy (at each start)
+    quiet_after_s: float | None = None  # server: how long after the build its background work ended (--wait-quiet)
 
 
 def clustered_vectors(count: int, seed: int, chunk: int = 100_000) -> np.ndarray:
@@ -134,6 +135,32 @@ def throughput(store, name: str, queries: np.ndarray, clients: int, duration_s: 
     return total / (time.perf_counter() - started)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat, fields 14 and 15, in clock ticks)."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(pid: int, below_percent: float, window_s: float, limit_s: float) -> float | None:
+    """Wait until the server's CPU use stays under `below_percent` of one core for a whole window: the end of
+    the merging and re-indexing a server does after a large build (measured once under it: p50 18 ms at 1M
+    against what an idle server gives). Returns the seconds waited, or None when it was still busy at the
+    limit."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit_s:
+        before = cpu_seconds(pid)
+        time.sleep(window_s)
+        percent = 100 * (cpu_seconds(pid) - before) / window_s
+        waited = time.perf_counter() - started
+        print(f"  server CPU {percent:.0f}% of a core over the last {window_s:.0f} s ({waited / 60:.1f} min)",
+              flush=True)
+        if percent < below_percent:
+            return round(waited, 1)
+    return None
+
+
 def settle(store, name: str, queries: np.ndarray, seconds: float) -> None:
     """Search for a while before measuring: after a build, a Milvus server goes on handing sealed segments
     over to their index in the background, and until then they are searched exactly (a first measurement
@@ -164,6 +191,9 @@ def run_backend(args, backend: str, size: int, base: np.ndarray, queries: np.nda
         index_name = store.index_type_of(name)
         pid = "self" if embedded else milvus_server_pid(args.milvus_port)
         rss = (rss_mb(pid) if pid else float("nan")) - rss_before
+        quiet_after_s = None
+        if backend == "standalone" and args.wait_quiet and isinstance(pid, int):
+            quiet_after_s = wait_quiet(pid, args.wait_quiet, window_s=60, limit_s=args.wait_quiet_limit_s)
         if backend == "standalone" and args.settle_s:
             settle(store, name, queries, args.settle_s)
         rows = []
@@ -176,7 +206,7 @@ def run_backend(args, backend: str, size: int, base: np.ndarray, queries: np.nda
             ms = sorted(s * 1000 for s in seconds)
             row = Row(backend, size, index_name, round(build_s, 1), round(rss, 0), ef,
                       round(statistics.median(ms), 2), round(ms[int(0.95 * (len(ms) - 1))], 2), round(recall, 4),
-                      copy_read_s=round(copy_read_s, 1))
+                      copy_read_s=round(copy_read_s, 1), quiet_after_s=quiet_after_s)
             for clients in args.clients:
                 row.qps[clients] = round(throughput(store, name, queries, clients, args.qps_seconds), 1)
             rows.append(row)
@@ -223,6 +253,10 @@ def main(argv: list[str] | None = None) -> int:
                                            "--sizes (on a server: its build can outlast one run)")
     parser.add_argument("--settle-s", type=float, default=30.0,
                         help="on a server, search this long after the build before measuring (see settle)")
+    parser.add_argument("--wait-quiet", type=float, metavar="PERCENT",
+                        help="on a server, before measuring, wait until its process uses less than PERCENT of "
+                             "one core for a minute (the steady state after its background merging)")
+    parser.add_argument("--wait-quiet-limit-s", type=float, default=7200)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
 

@@ -33,6 +33,31 @@ def query_features(model: ComposeModel, dataset: CSSDataset, queries: Sequence[Q
     return F.normalize(torch.cat(parts).float(), dim=1)
 
 
+@torch.no_grad()
+def image_features(model: ComposeModel, dataset: CSSDataset, normalizer: ImageNormalizer,
+                   batch_size: int = 256) -> torch.Tensor:
+    """Every image's pooled feature, as composition takes it (not normalized), in eval mode: what a frozen
+    image encoder gives, computed once (tirg.train with freeze_image_encoder)."""
+    if not model.composes_pooled_features:
+        raise ValueError(f"model {model.config.model!r} composes a feature map, not cached pooled features")
+    was_training = model.training
+    model.eval()
+    features = torch.cat([model.extract_img_feature(normalizer(dataset.pixels[i:i + batch_size])).float()
+                          for i in range(0, len(dataset), batch_size)])
+    model.train(was_training)
+    return features
+
+
+@torch.inference_mode()
+def query_features_of(model: ComposeModel, features: torch.Tensor, queries: Sequence[Query],
+                      batch_size: int = 1024) -> torch.Tensor:
+    """`query_features` from cached image features (see image_features)."""
+    parts = [model.compose_img_text_features(features[[q.source for q in chunk]],
+                                             model.extract_text_feature([q.text for q in chunk]))
+             for chunk in (queries[i:i + batch_size] for i in range(0, len(queries), batch_size))]
+    return F.normalize(torch.cat(parts).float(), dim=1)
+
+
 def recall_at_k(queries_feat: torch.Tensor, gallery_feat: torch.Tensor, sources: np.ndarray | None,
                 target_labels: np.ndarray, gallery_labels: np.ndarray,
                 ks: Sequence[int] = RECALL_AT, chunk: int = 1024) -> dict[str, float]:
@@ -55,12 +80,17 @@ def recall_at_k(queries_feat: torch.Tensor, gallery_feat: torch.Tensor, sources:
 
 
 def evaluate(model: ComposeModel, dataset: CSSDataset, normalizer: ImageNormalizer,
-             queries: Sequence[Query] | None = None) -> dict[str, float]:
+             queries: Sequence[Query] | None = None, features: torch.Tensor | None = None) -> dict[str, float]:
+    """`features`: the split's cached image features (see image_features), used instead of its pixels."""
     was_training = model.training
     model.eval()
     queries = list(queries if queries is not None else dataset.queries)
-    gallery = gallery_features(model, dataset, normalizer)
-    composed = query_features(model, dataset, queries, normalizer)
+    if features is None:
+        gallery = gallery_features(model, dataset, normalizer)
+        composed = query_features(model, dataset, queries, normalizer)
+    else:
+        gallery = F.normalize(features, dim=1)
+        composed = query_features_of(model, features, queries)
     model.train(was_training)
     sources = np.array([q.source for q in queries])
     targets = dataset.labels[[q.target for q in queries]]

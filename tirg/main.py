@@ -63,6 +63,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resume", metavar="RUN_DIR",
                         help="continue this run exactly (optimizer, schedule, batches, RNG) up to --num_iters "
                              "in all, in the same folder; the other training options are the run's own")
+    parser.add_argument("--freeze_image_encoder", action="store_true",
+                        help="keep the image encoder (of --checkpoint) as it is and train the text encoder and "
+                             "the composition over its features, computed once: a step no longer runs the CNN, "
+                             "so large batches are affordable on a CPU")
     parser.add_argument("--export", help="write img.npy, images/ and tirg.pt here after training "
                                          "(clip_combiner: combiner.pt)")
     parser.add_argument("--clip_model", default="ViT-B-32", help="clip_combiner: the open_clip architecture")
@@ -155,6 +159,7 @@ def resume_state(args) -> dict | None:
     for name in ("batch_size", "learning_rate", "weight_decay", "learning_rate_decay_frequency", "loss",
                  "eval_every", "train_eval_queries", "seed"):
         setattr(args, name, options[name])
+    args.freeze_image_encoder = options.get("freeze_image_encoder", False)
     args.precision = options.get("precision_requested") or options["precision"]
     args.started_from = options.get("started_from")
     args.image_size = saved["config"]["image_size"]
@@ -181,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: --precision bf16: {precision.reason}", file=sys.stderr)
     train_set, test_set = load_split(args, "train"), load_split(args, "test")
     model = build_model(args, train_set).to(device)
+    if args.freeze_image_encoder and not model.composes_pooled_features:
+        raise SystemExit(f"error: --freeze_image_encoder: model {model.config.model!r} composes the image "
+                         "encoder's feature map, not the pooled features that can be computed once")
     run_dir = Path(args.resume) if args.resume else \
         Path(args.runs_dir) / (datetime.now().strftime("%b%d_%H-%M-%S") + args.comment)
     print(f"{model.config.model}: {len(train_set)} train / {len(test_set)} test images, {len(test_set.queries)} "
@@ -193,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                            precision=precision.precision, precision_requested=args.precision,
                            hardware=precision.hardware,
                            learning_rate_decay_frequency=args.learning_rate_decay_frequency, seed=args.seed,
-                           started_from=started_from)
+                           started_from=started_from, freeze_image_encoder=args.freeze_image_encoder)
     result = Trainer(model, train_set, test_set, options, run_dir, device, resume=resume).run()
     print(json.dumps({"test": result["test"], "train": result["train"], "wall_time_s": result["wall_time_s"]}))
     if args.export:

@@ -82,8 +82,20 @@ class ComposeModel(nn.Module):
 
     def query_and_target(self, query_images: torch.Tensor, texts: Sequence[str], target_images: torch.Tensor):
         """Normalized (composed query, target) features for a training batch."""
-        return (self.normalize(self.compose_img_text(query_images, texts)),
-                self.normalize(self.target_features(target_images)))
+        return self.query_and_target_of_features(self.extract_img_feature(query_images), texts,
+                                                 self.target_features(target_images))
+
+    def query_and_target_of_features(self, query_features: torch.Tensor, texts: Sequence[str],
+                                     target_features: torch.Tensor):
+        """`query_and_target` from image features made elsewhere (a frozen image encoder's, computed once)."""
+        return (self.normalize(self.compose_img_text_features(query_features, self.extract_text_feature(texts))),
+                self.normalize(target_features))
+
+    @property
+    def composes_pooled_features(self) -> bool:
+        """Whether a query's image feature is the gallery's pooled vector (False for tirg_lastconv, which
+        composes the feature map)."""
+        return True
 
 
 class ImageOnly(ComposeModel):
@@ -148,6 +160,10 @@ class TirgLastConv(ComposeModel):
         self.residual = nn.Sequential(nn.BatchNorm2d(c + d), nn.ReLU(), nn.Conv2d(c + d, c + d, 3, padding=1),
                                       nn.ReLU(), nn.Conv2d(c + d, c, 3, padding=1))
         self.a = nn.Parameter(torch.tensor([1.0, 10.0]))
+
+    @property
+    def composes_pooled_features(self) -> bool:
+        return False
 
     def extract_img_feature(self, images):
         return self.image_encoder.feature_map(images)

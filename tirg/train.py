@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from tirg.checkpoint import save_checkpoint
 from tirg.data import CSSDataset, ImageNormalizer
-from tirg.evaluate import evaluate
+from tirg.evaluate import evaluate, image_features
 from tirg.losses import LOSSES
 from tirg.models import ComposeModel
 
@@ -36,11 +36,20 @@ class TrainOptions:
     train_eval_queries: int = 2000
     seed: int = 0
     started_from: str | None = None  # the checkpoint training continued from, recorded in results.json
+    freeze_image_encoder: bool = False  # train the text side and composition over cached image features
 
 
 def make_optimizer(model: ComposeModel, options: TrainOptions) -> torch.optim.Optimizer:
-    return torch.optim.SGD(model.parameters(), lr=options.learning_rate, momentum=0.9,
-                           weight_decay=options.weight_decay)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.SGD(trained, lr=options.learning_rate, momentum=0.9, weight_decay=options.weight_decay)
+
+
+def freeze_image_encoder(model: ComposeModel) -> None:
+    """Keep the image encoder as it is: its features are then computed once per image, and a step costs
+    only the text encoder and the composition, which makes large batches (many negatives) affordable on
+    a CPU."""
+    for parameter in model.image_encoder.parameters():
+        parameter.requires_grad_(False)
 
 
 def _decayed_lr(options: TrainOptions, iteration: int) -> float:
@@ -56,6 +65,11 @@ class Trainer:
         self.model, self.train_set, self.test_set = model, train_set, test_set
         self.options, self.run_dir, self.device = options, run_dir, device
         self.normalizer = ImageNormalizer(model.config.image_mean, model.config.image_std, device)
+        self.features: dict[str, torch.Tensor] = {}
+        if options.freeze_image_encoder:
+            freeze_image_encoder(model)
+            self.features = {"train": image_features(model, train_set, self.normalizer),
+                             "test": image_features(model, test_set, self.normalizer)}
         self.optimizer = make_optimizer(model, options)
         self.loss_fn = LOSSES[options.loss]
         self.rng = random.Random(options.seed)
@@ -93,10 +107,16 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = _decayed_lr(self.options, iteration)
         batch = self.train_set.sample_queries(self.options.batch_size, self.rng)
-        sources = self.normalizer(self.train_set.pixels[[q.source for q in batch]])
-        targets = self.normalizer(self.train_set.pixels[[q.target for q in batch]])
+        sources, targets, texts = [q.source for q in batch], [q.target for q in batch], [q.text for q in batch]
         with self.autocast():
-            queries, target_features = self.model.query_and_target(sources, [q.text for q in batch], targets)
+            if self.features:
+                cached = self.features["train"]
+                queries, target_features = self.model.query_and_target_of_features(cached[sources], texts,
+                                                                                   cached[targets])
+            else:
+                queries, target_features = self.model.query_and_target(
+                    self.normalizer(self.train_set.pixels[sources]), texts,
+                    self.normalizer(self.train_set.pixels[targets]))
         loss = self.loss_fn(queries.float(), target_features.float())
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at iteration {iteration}")
@@ -107,8 +127,10 @@ class Trainer:
 
     def evaluate(self, iteration: int) -> dict:
         with self.autocast():
-            train_recall = evaluate(self.model, self.train_set, self.normalizer, self.train_eval_queries)
-            test_recall = evaluate(self.model, self.test_set, self.normalizer)
+            train_recall = evaluate(self.model, self.train_set, self.normalizer, self.train_eval_queries,
+                                    features=self.features.get("train"))
+            test_recall = evaluate(self.model, self.test_set, self.normalizer,
+                                   features=self.features.get("test"))
         for name, recalls in (("train", train_recall), ("test", test_recall)):
             for key, value in recalls.items():
                 self.writer.add_scalar(f"{name}/{key}", value, iteration)

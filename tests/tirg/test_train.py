@@ -100,3 +100,37 @@ def test_a_checkpoint_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
         save_checkpoint(path, model, iteration=2)
     monkeypatch.undo()
     assert read_checkpoint(path)["meta"]["iteration"] == 1
+
+
+def test_training_over_a_frozen_image_encoder_changes_only_the_text_side_and_composition(tiny_css, tmp_path):
+    """--freeze_image_encoder: the CNN's weights stay as they were, its features are computed once, and the
+    recall it reports over those cached features equals the recall of the saved model run on the pixels."""
+    from tirg.checkpoint import load_model
+    from tirg.data import CSSDataset, ImageNormalizer
+    from tirg.evaluate import evaluate
+
+    common = ["--dataset_path", str(tiny_css), "--image_size", "32", "--embed_dim", "32", "--threads", "1",
+              "--loss", "batch_based_classification", "--train_eval_queries", "40"]
+    assert main(common + ["--num_iters", "10", "--batch_size", "8", "--runs_dir", str(tmp_path / "first")]) == 0
+    start = next((tmp_path / "first").iterdir()) / "checkpoint.pt"
+    assert main(common + ["--num_iters", "20", "--batch_size", "64", "--checkpoint", str(start),
+                          "--freeze_image_encoder", "--eval_every", "20", "--runs_dir", str(tmp_path / "frozen")]) == 0
+    run = next((tmp_path / "frozen").iterdir())
+
+    before, after = read_checkpoint(start)["state_dict"], read_checkpoint(run / "checkpoint.pt")["state_dict"]
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert changed and not any(name.startswith("image_encoder.") for name in changed)
+    assert any(name.startswith("text_encoder.") for name in changed) and any("residual" in n for n in changed)
+    assert json.loads((run / "results.json").read_text())["options"]["freeze_image_encoder"] is True
+
+    model = load_model(run / "checkpoint.pt")
+    test_set = CSSDataset(tiny_css, "test", image_size=32)
+    on_pixels = evaluate(model, test_set, ImageNormalizer(model.config.image_mean, model.config.image_std, "cpu"))
+    reported = json.loads((run / "results.json").read_text())["test"]
+    assert reported == pytest.approx(on_pixels)
+
+
+def test_a_model_that_composes_feature_maps_refuses_a_frozen_image_encoder(tiny_css, tmp_path):
+    with pytest.raises(SystemExit, match="feature map"):
+        main(["--dataset_path", str(tiny_css), "--image_size", "32", "--embed_dim", "32", "--num_iters", "2",
+              "--model", "tirg_lastconv", "--freeze_image_encoder", "--runs_dir", str(tmp_path)])
