@@ -37,17 +37,22 @@ def training_command(run: dict, model_name: str, dataset_path: Path, started_fro
              "batch_size": options.get("batch_size"), "learning_rate": options.get("learning_rate"),
              "learning_rate_decay_frequency": options.get("learning_rate_decay_frequency"),
              "precision": options.get("precision")}
-    return "python -m tirg " + " ".join(f"--{k}={v}" for k, v in flags.items() if v is not None)
+    frozen = " --freeze_image_encoder" if options.get("freeze_image_encoder") else ""
+    return "python -m tirg " + " ".join(f"--{k}={v}" for k, v in flags.items() if v is not None) + frozen
 
 
 def training_stages(checkpoint: Path, model_name: str, dataset_path: Path, started_from: Path | None) -> list[dict]:
     """The run that wrote `checkpoint`, after the runs it continued from (oldest first). A run records its
-    starting checkpoint in results.json (options.started_from); `started_from` overrides it for the newest."""
+    starting checkpoint in results.json (options.started_from); `started_from` overrides it for the newest.
+    A shipped model (a file with its card, `<name>.json`, beside it) brings the stages its card lists."""
     from tirg.checkpoint import read_checkpoint
 
     stages: list[dict] = []
     while checkpoint is not None:
         results_file = checkpoint.parent / "results.json"
+        card_file = checkpoint.with_suffix(".json")
+        if not results_file.is_file() and card_file.is_file():
+            return json.loads(card_file.read_text())["training"]["stages"] + stages
         run = json.loads(results_file.read_text()) if results_file.is_file() else {}
         meta = read_checkpoint(checkpoint).get("meta", {})
         parent = started_from or run.get("options", {}).get("started_from")

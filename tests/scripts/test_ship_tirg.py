@@ -54,3 +54,24 @@ def test_a_continued_run_is_carded_with_every_stage_that_made_it(tiny_css, tmp_p
     assert f"--checkpoint={first}" in training["stages"][1]["command"]
     assert "--learning_rate=0.001" in training["stages"][1]["command"]
     assert "--checkpoint" not in training["stages"][0]["command"]
+
+
+def test_a_run_continued_from_a_shipped_model_is_carded_with_the_stages_of_that_model(tiny_css, tmp_path):
+    """Training that starts from a shipped file (here with --freeze_image_encoder) keeps the history of the
+    file it started from, read from that file's card, even when the new model replaces the file."""
+    first = train_tiny(tiny_css, tmp_path / "runs", "_first", 20)
+    out = tmp_path / "models" / "tirg-css.pt"
+    assert run_script("ship_tirg.py", str(first), "--dataset_path", str(tiny_css), "--out", str(out),
+                      "--threads", "1", env=None).returncode == 0
+    second = train_tiny(tiny_css, tmp_path / "runs", "_frozen", 10, "--checkpoint", str(out),
+                        "--freeze_image_encoder", "--learning_rate", "0.001")
+    result = run_script("ship_tirg.py", str(second), "--dataset_path", str(tiny_css), "--out", str(out),
+                        "--threads", "1", env=None)
+    assert result.returncode == 0, result.stderr
+
+    training = json.loads(out.with_suffix(".json").read_text())["training"]
+    assert [stage["run"] for stage in training["stages"]] == [first.parent.name, second.parent.name]
+    assert training["iterations"] == 30
+    assert "--freeze_image_encoder" in training["stages"][1]["command"]
+    assert f"--checkpoint={out}" in training["stages"][1]["command"]
+    assert "--freeze_image_encoder" not in training["stages"][0]["command"]
