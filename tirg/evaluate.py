@@ -14,23 +14,31 @@ from tirg.models import ComposeModel
 RECALL_AT = (1, 5, 10, 50, 100)
 
 
+def _over_images(encode, dataset: CSSDataset, normalizer: ImageNormalizer, batch_size: int) -> torch.Tensor:
+    """`encode` over every image of the split, in batches (not normalized)."""
+    return torch.cat([encode(normalizer(dataset.pixels[i:i + batch_size]))
+                      for i in range(0, len(dataset), batch_size)]).float()
+
+
+def _composed(model: ComposeModel, queries: Sequence[Query], image_features_of, batch_size: int) -> torch.Tensor:
+    """Normalized composed queries; `image_features_of(source indices)` gives their image features."""
+    parts = [model.compose_img_text_features(image_features_of([q.source for q in chunk]),
+                                             model.extract_text_feature([q.text for q in chunk]))
+             for chunk in (queries[i:i + batch_size] for i in range(0, len(queries), batch_size))]
+    return F.normalize(torch.cat(parts).float(), dim=1)
+
+
 @torch.inference_mode()
 def gallery_features(model: ComposeModel, dataset: CSSDataset, normalizer: ImageNormalizer,
                      batch_size: int = 256) -> torch.Tensor:
-    parts = [model.target_features(normalizer(dataset.pixels[i:i + batch_size]))
-             for i in range(0, len(dataset), batch_size)]
-    return F.normalize(torch.cat(parts).float(), dim=1)
+    return F.normalize(_over_images(model.target_features, dataset, normalizer, batch_size), dim=1)
 
 
 @torch.inference_mode()
 def query_features(model: ComposeModel, dataset: CSSDataset, queries: Sequence[Query],
                    normalizer: ImageNormalizer, batch_size: int = 256) -> torch.Tensor:
-    parts = []
-    for i in range(0, len(queries), batch_size):
-        chunk = queries[i:i + batch_size]
-        images = normalizer(dataset.pixels[[q.source for q in chunk]])
-        parts.append(model.compose_img_text(images, [q.text for q in chunk]))
-    return F.normalize(torch.cat(parts).float(), dim=1)
+    return _composed(model, queries, lambda sources: model.extract_img_feature(normalizer(dataset.pixels[sources])),
+                     batch_size)
 
 
 @torch.no_grad()
@@ -42,8 +50,7 @@ def image_features(model: ComposeModel, dataset: CSSDataset, normalizer: ImageNo
         raise ValueError(f"model {model.config.model!r} composes a feature map, not cached pooled features")
     was_training = model.training
     model.eval()
-    features = torch.cat([model.extract_img_feature(normalizer(dataset.pixels[i:i + batch_size])).float()
-                          for i in range(0, len(dataset), batch_size)])
+    features = _over_images(model.extract_img_feature, dataset, normalizer, batch_size)
     model.train(was_training)
     return features
 
@@ -52,10 +59,7 @@ def image_features(model: ComposeModel, dataset: CSSDataset, normalizer: ImageNo
 def query_features_of(model: ComposeModel, features: torch.Tensor, queries: Sequence[Query],
                       batch_size: int = 1024) -> torch.Tensor:
     """`query_features` from cached image features (see image_features)."""
-    parts = [model.compose_img_text_features(features[[q.source for q in chunk]],
-                                             model.extract_text_feature([q.text for q in chunk]))
-             for chunk in (queries[i:i + batch_size] for i in range(0, len(queries), batch_size))]
-    return F.normalize(torch.cat(parts).float(), dim=1)
+    return _composed(model, queries, lambda sources: features[sources], batch_size)
 
 
 def recall_at_k(queries_feat: torch.Tensor, gallery_feat: torch.Tensor, sources: np.ndarray | None,

@@ -18,17 +18,22 @@ def train_tiny(tiny_css, runs, comment: str, iterations: int, *extra: str):
     return next(runs.glob(f"*{comment}")) / "checkpoint.pt"
 
 
-def test_a_run_is_shipped_in_fp16_with_a_card_of_its_measured_recall(tiny_css, tmp_path):
-    checkpoint = train_tiny(tiny_css, tmp_path / "runs", "_ship", 20)
-    out = tmp_path / "models" / "tirg-css.pt"
+def ship(checkpoint, tiny_css, out) -> dict:
+    """Run ship_tirg.py on `checkpoint` into `out`; the card it wrote."""
     result = run_script("ship_tirg.py", str(checkpoint), "--dataset_path", str(tiny_css), "--out", str(out),
                         "--threads", "1", env=None)
     assert result.returncode == 0, result.stderr
+    return json.loads(out.with_suffix(".json").read_text())
+
+
+def test_a_run_is_shipped_in_fp16_with_a_card_of_its_measured_recall(tiny_css, tmp_path):
+    checkpoint = train_tiny(tiny_css, tmp_path / "runs", "_ship", 20)
+    out = tmp_path / "models" / "tirg-css.pt"
+    card = ship(checkpoint, tiny_css, out)
 
     weights = torch.load(out, weights_only=True)["state_dict"]
     assert {t.dtype for t in weights.values() if t.is_floating_point()} == {torch.float16}
     assert out.stat().st_size < 0.6 * checkpoint.stat().st_size
-    card = json.loads(out.with_suffix(".json").read_text())
     shipped = load_model(out)
     test_set = CSSDataset(tiny_css, "test", 32)
     recall = evaluate(shipped, test_set, ImageNormalizer(shipped.config.image_mean, shipped.config.image_std,
@@ -44,11 +49,7 @@ def test_a_continued_run_is_carded_with_every_stage_that_made_it(tiny_css, tmp_p
     second = train_tiny(tiny_css, tmp_path / "runs", "_second", 10, "--checkpoint", str(first),
                         "--learning_rate", "0.001")
     out = tmp_path / "tirg.pt"
-    result = run_script("ship_tirg.py", str(second), "--dataset_path", str(tiny_css), "--out", str(out),
-                        "--threads", "1", env=None)
-    assert result.returncode == 0, result.stderr
-
-    training = json.loads(out.with_suffix(".json").read_text())["training"]
+    training = ship(second, tiny_css, out)["training"]
     assert [stage["run"] for stage in training["stages"]] == [first.parent.name, second.parent.name]
     assert training["iterations"] == 30
     assert f"--checkpoint={first}" in training["stages"][1]["command"]
@@ -61,15 +62,10 @@ def test_a_run_continued_from_a_shipped_model_is_carded_with_the_stages_of_that_
     file it started from, read from that file's card, even when the new model replaces the file."""
     first = train_tiny(tiny_css, tmp_path / "runs", "_first", 20)
     out = tmp_path / "models" / "tirg-css.pt"
-    assert run_script("ship_tirg.py", str(first), "--dataset_path", str(tiny_css), "--out", str(out),
-                      "--threads", "1", env=None).returncode == 0
+    ship(first, tiny_css, out)
     second = train_tiny(tiny_css, tmp_path / "runs", "_frozen", 10, "--checkpoint", str(out),
                         "--freeze_image_encoder", "--learning_rate", "0.001")
-    result = run_script("ship_tirg.py", str(second), "--dataset_path", str(tiny_css), "--out", str(out),
-                        "--threads", "1", env=None)
-    assert result.returncode == 0, result.stderr
-
-    training = json.loads(out.with_suffix(".json").read_text())["training"]
+    training = ship(second, tiny_css, out)["training"]
     assert [stage["run"] for stage in training["stages"]] == [first.parent.name, second.parent.name]
     assert training["iterations"] == 30
     assert "--freeze_image_encoder" in training["stages"][1]["command"]
